@@ -1,0 +1,17 @@
+"""Scaling policies and behaviours. Importing this package registers the built-in policies."""
+
+from tidal.policy import simple as _simple  # noqa: F401  (registers built-ins)
+from tidal.policy.base import Policy, PolicyWrapper
+from tidal.policy.behaviors import Bounded, Stabilized
+from tidal.policy.registry import available_policies, build_policy, register, validate_policy_block
+
+__all__ = [
+    "Bounded",
+    "Policy",
+    "PolicyWrapper",
+    "Stabilized",
+    "available_policies",
+    "build_policy",
+    "register",
+    "validate_policy_block",
+]

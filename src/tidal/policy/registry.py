@@ -1,0 +1,109 @@
+"""One registry builds every policy from a plain config block (dict or YAML).
+
+The same block works in a scenario file and in a live controller config::
+
+    policy:
+      name: target_utilization
+      target: 0.6
+      stabilization: {down_window: 5m}
+
+``name`` picks the policy; the remaining keys are validated by the policy's pydantic model
+(unknown keys are errors). ``stabilization`` is a behaviour any policy accepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from tidal.config.fields import Duration
+from tidal.core.errors import TidalInputError
+from tidal.policy.base import Policy
+from tidal.policy.behaviors import Bounded, Stabilized
+
+
+class PolicyConfig(BaseModel):
+    """Base of every policy's parameter model: unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StabilizationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    up_window: Duration = 0.0
+    down_window: Duration = 300.0
+
+
+ConfigT = TypeVar("ConfigT", bound=PolicyConfig)
+
+
+@dataclass(frozen=True)
+class PolicyEntry:
+    name: str
+    config_model: type[PolicyConfig]
+    factory: Callable[[Any], Policy]
+    summary: str
+
+
+_REGISTRY: dict[str, PolicyEntry] = {}
+
+
+def register(name: str, config_model: type[ConfigT], summary: str = "") -> Callable:
+    """Class/function decorator: make ``factory(config) -> Policy`` buildable as ``name``."""
+
+    def decorate(factory: Callable[[ConfigT], Policy]) -> Callable[[ConfigT], Policy]:
+        if name in _REGISTRY:
+            raise ValueError(f"policy {name!r} registered twice")
+        _REGISTRY[name] = PolicyEntry(name, config_model, factory, summary or (factory.__doc__ or "").strip().split("\n")[0])
+        return factory
+
+    return decorate
+
+
+def available_policies() -> dict[str, PolicyEntry]:
+    """Registered policies by name (importing :mod:`tidal.policy` registers the built-ins)."""
+    return dict(sorted(_REGISTRY.items()))
+
+
+def validate_policy_block(block: Mapping[str, Any], where: str = "policy") -> tuple[str, PolicyConfig, StabilizationConfig | None]:
+    """Validate a policy block; raise :class:`TidalInputError` naming the field on bad input."""
+    if not isinstance(block, Mapping):
+        raise TidalInputError(where, f"expected a mapping with a 'name' key, got {type(block).__name__}")
+    params = dict(block)
+    name = params.pop("name", None)
+    if name is None:
+        raise TidalInputError(f"{where}.name", f"missing; choose one of {', '.join(available_policies())}")
+    entry = _REGISTRY.get(name)
+    if entry is None:
+        raise TidalInputError(f"{where}.name", f"unknown policy {name!r}; choose one of {', '.join(available_policies())}")
+    stabilization_block = params.pop("stabilization", None)
+    try:
+        config = entry.config_model.model_validate(params)
+        stabilization = None if stabilization_block is None else StabilizationConfig.model_validate(stabilization_block)
+    except ValidationError as exc:
+        raise TidalInputError(*_first_error(exc, where)) from None
+    return name, config, stabilization
+
+
+def build_policy(block: Mapping[str, Any], min_replicas: int | None = None, max_replicas: int | None = None, where: str = "policy") -> Policy:
+    """Build a policy (wrapped in its behaviours and, given bounds, in :class:`Bounded`)."""
+    name, config, stabilization = validate_policy_block(block, where)
+    policy = _REGISTRY[name].factory(config)
+    policy.name = name
+    if stabilization is not None:
+        policy = Stabilized(policy, stabilization.up_window, stabilization.down_window)
+    if min_replicas is not None and max_replicas is not None:
+        policy = Bounded(policy, min_replicas, max_replicas)
+    return policy
+
+
+def _first_error(exc: ValidationError, where: str) -> tuple[str, str]:
+    err = exc.errors()[0]
+    path = ".".join([where, *(str(p) for p in err["loc"])])
+    message = err["msg"]
+    if err["type"] == "extra_forbidden":
+        message = "unknown key"
+    return path, message
