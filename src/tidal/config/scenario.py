@@ -255,7 +255,6 @@ class ControlSpec(Spec):
     scrape_interval: Duration | None = Field(None, gt=0, description="defaults to the sync period")
     metrics_lag: Duration = Field(0.0, ge=0)
     actuation_delay: Duration = Field(0.0, ge=0)
-    metrics_window: Duration = Field(60.0, gt=0, description="window metrics-server averages pod usage over")
 
     @property
     def scrape(self) -> float:
