@@ -29,7 +29,7 @@ from numba import njit
 
 from tidal.sim.histogram import INV_LOG_GROWTH, LATENCY_MIN, N_BUCKETS
 
-# Balancer codes (kept in one place: tidal.sim.state.BALANCER_CODES maps names to these).
+# Balancer codes (tidal.sim.state.BALANCER_CODES maps names to these).
 RR, WRR, RANDOM, LEAST, P2C, HASH, CENTRAL = 0, 1, 2, 3, 4, 5, 6
 
 # Indices into the per-tick counter vector.
@@ -39,6 +39,18 @@ N_COUNTERS = 7
 # Indices into the integer scheduler state vector.
 S_RR, S_BUF_HEAD, S_BUF_COUNT, S_RING_SIG, S_RING_LEN, S_WRR_SIG, S_WRR_LEN = range(7)
 N_SCHED = 7
+
+# Columns of the per-replica float table ``rep``: routable from / until, crash time, end of
+# warm-up, latest end time of any request it took, and this tick's busy and in-system integrals.
+F_FROM, F_UNTIL, F_CRASH, F_WARM, F_LAST, F_BUSY, F_INSYS = range(7)
+N_FIELDS = 7
+
+# Fields of one in-flight entry in a replica's heap (entry-major, so a swap moves 24 bytes).
+E_END, E_START, E_ARR = 0, 1, 2
+
+# The hot helpers take few, consolidated arrays on purpose: every array argument of a compiled
+# call costs reference-count traffic, and measurement showed that to be most of the time per
+# request when the state was spread over twenty separate arrays.
 
 INF = math.inf
 
@@ -65,10 +77,10 @@ def _bucket(latency: float) -> int:
 
 
 @njit(cache=True, inline="always")
-def _record_latency(latency, hist_tick, hist_total, counters, slo_latency):
+def _record_latency(latency, hist, counters, slo_latency):
     b = _bucket(latency)
-    hist_tick[b] += 1
-    hist_total[b] += 1
+    hist[0, b] += 1
+    hist[1, b] += 1
     counters[C_COMPLETED] += 1
     if latency <= slo_latency:
         counters[C_SLO_OK] += 1
@@ -85,80 +97,78 @@ def _splitmix64(x: np.uint64) -> np.uint64:
 # --------------------------------------------------------------------------- per-replica heaps
 
 
-@njit(cache=True)
-def _heap_push(h_end, h_start, h_arr, h_n, r, end, start, arrival):
+@njit(cache=True, inline="always")
+def _heap_push(heap, h_n, r, end, start, arrival):
     i = h_n[r]
     h_n[r] = i + 1
     while i > 0:
         parent = (i - 1) >> 1
-        if h_end[r, parent] <= end:
+        if heap[r, parent, E_END] <= end:
             break
-        h_end[r, i] = h_end[r, parent]
-        h_start[r, i] = h_start[r, parent]
-        h_arr[r, i] = h_arr[r, parent]
+        heap[r, i, E_END] = heap[r, parent, E_END]
+        heap[r, i, E_START] = heap[r, parent, E_START]
+        heap[r, i, E_ARR] = heap[r, parent, E_ARR]
         i = parent
-    h_end[r, i] = end
-    h_start[r, i] = start
-    h_arr[r, i] = arrival
+    heap[r, i, E_END] = end
+    heap[r, i, E_START] = start
+    heap[r, i, E_ARR] = arrival
 
 
-@njit(cache=True)
-def _heap_pop(h_end, h_start, h_arr, h_n, r):
+@njit(cache=True, inline="always")
+def _heap_pop(heap, h_n, r):
     """Remove the root of replica ``r``'s heap (the caller has read it)."""
     n = h_n[r] - 1
     h_n[r] = n
     if n == 0:
         return
-    end = h_end[r, n]
-    start = h_start[r, n]
-    arrival = h_arr[r, n]
+    end = heap[r, n, E_END]
+    start = heap[r, n, E_START]
+    arrival = heap[r, n, E_ARR]
     i = 0
     while True:
         child = 2 * i + 1
         if child >= n:
             break
-        if child + 1 < n and h_end[r, child + 1] < h_end[r, child]:
+        if child + 1 < n and heap[r, child + 1, E_END] < heap[r, child, E_END]:
             child += 1
-        if h_end[r, child] >= end:
+        if heap[r, child, E_END] >= end:
             break
-        h_end[r, i] = h_end[r, child]
-        h_start[r, i] = h_start[r, child]
-        h_arr[r, i] = h_arr[r, child]
+        heap[r, i, E_END] = heap[r, child, E_END]
+        heap[r, i, E_START] = heap[r, child, E_START]
+        heap[r, i, E_ARR] = heap[r, child, E_ARR]
         i = child
-    h_end[r, i] = end
-    h_start[r, i] = start
-    h_arr[r, i] = arrival
+    heap[r, i, E_END] = end
+    heap[r, i, E_START] = start
+    heap[r, i, E_ARR] = arrival
 
 
-@njit(cache=True)
-def _advance(r, t, t0, t1, h_end, h_start, h_arr, h_n, crash_at, busy, insys,
-             hist_tick, hist_total, counters, slo_latency):
+@njit(cache=True, inline="always")
+def _advance(r, t, t0, t1, heap, h_n, rep, hist, counters, slo_latency):
     """Retire replica ``r``'s requests that ended by ``t``; apply its crash if ``t`` passed it."""
-    limit = t if t < crash_at[r] else crash_at[r]
-    while h_n[r] > 0 and h_end[r, 0] <= limit:
-        end = h_end[r, 0]
-        start = h_start[r, 0]
-        arrival = h_arr[r, 0]
-        _heap_pop(h_end, h_start, h_arr, h_n, r)
-        insys[r] += _overlap(arrival, end, t0, t1)
+    crash = rep[r, F_CRASH]
+    limit = t if t < crash else crash
+    while h_n[r] > 0 and heap[r, 0, E_END] <= limit:
+        end = heap[r, 0, E_END]
+        start = heap[r, 0, E_START]
+        arrival = heap[r, 0, E_ARR]
+        _heap_pop(heap, h_n, r)
+        rep[r, F_INSYS] += _overlap(arrival, end, t0, t1)
         if start < 0.0:  # timed out while waiting: dropped at ``end``
             counters[C_TIMEOUT] += 1
         else:
-            busy[r] += _overlap(start, end, t0, t1)
-            _record_latency(end - arrival, hist_tick, hist_total, counters, slo_latency)
-    if t >= crash_at[r] and h_n[r] > 0:
-        crash = crash_at[r]
+            rep[r, F_BUSY] += _overlap(start, end, t0, t1)
+            _record_latency(end - arrival, hist, counters, slo_latency)
+    if t >= crash and h_n[r] > 0:
         for i in range(h_n[r]):
-            insys[r] += _overlap(h_arr[r, i], crash, t0, t1)
-            if h_start[r, i] >= 0.0:
-                busy[r] += _overlap(h_start[r, i], crash, t0, t1)
+            rep[r, F_INSYS] += _overlap(heap[r, i, E_ARR], crash, t0, t1)
+            if heap[r, i, E_START] >= 0.0:
+                rep[r, F_BUSY] += _overlap(heap[r, i, E_START], crash, t0, t1)
         counters[C_CRASH] += h_n[r]
         h_n[r] = 0
 
 
-@njit(cache=True)
-def _assign(r, t, arrival, service, slots, queue_cap, timeout, slot_free, warm_until, slowdown,
-            h_end, h_start, h_arr, h_n, last_end, counters):
+@njit(cache=True, inline="always")
+def _assign(r, t, arrival, service, slots, queue_cap, timeout, slowdown, slot_free, heap, h_n, rep, counters):
     """Queue a request on replica ``r`` at time ``t`` (its in-flight heap is current at ``t``)."""
     if h_n[r] >= slots + queue_cap:
         counters[C_QUEUE_FULL] += 1
@@ -174,22 +184,22 @@ def _assign(r, t, arrival, service, slots, queue_cap, timeout, slot_free, warm_u
         end = arrival + timeout
         if end < t:
             end = t
-        _heap_push(h_end, h_start, h_arr, h_n, r, end, -1.0, arrival)
+        _heap_push(heap, h_n, r, end, -1.0, arrival)
     else:
-        if start < warm_until[r]:
+        if start < rep[r, F_WARM]:
             service = service * slowdown
         end = start + service
         slot_free[r, best] = end
-        _heap_push(h_end, h_start, h_arr, h_n, r, end, start, arrival)
-    if end > last_end[r]:
-        last_end[r] = end
+        _heap_push(heap, h_n, r, end, start, arrival)
+    if end > rep[r, F_LAST]:
+        rep[r, F_LAST] = end
 
 
 # --------------------------------------------------------------------------- segments & rings
 
 
 @njit(cache=True)
-def _segment_bounds(t0, t1, cand, acc_from, acc_until, warm_until):
+def _segment_bounds(t0, t1, cand, rep):
     """Sorted distinct times in (t0, t1) at which the routable set or a replica's speed changes."""
     points = np.empty(3 * len(cand) + 2)
     k = 0
@@ -197,7 +207,8 @@ def _segment_bounds(t0, t1, cand, acc_from, acc_until, warm_until):
     k += 1
     for i in range(len(cand)):
         r = cand[i]
-        for x in (acc_from[r], acc_until[r], warm_until[r]):
+        for f in (F_FROM, F_UNTIL, F_WARM):
+            x = rep[r, f]
             if t0 < x < t1:
                 points[k] = x
                 k += 1
@@ -214,12 +225,12 @@ def _segment_bounds(t0, t1, cand, acc_from, acc_until, warm_until):
 
 
 @njit(cache=True)
-def _routable(s0, cand, acc_from, acc_until):
+def _routable(s0, cand, rep):
     elig = np.empty(len(cand), dtype=np.int64)
     m = 0
     for i in range(len(cand)):
         r = cand[i]
-        if acc_from[r] <= s0 < acc_until[r]:
+        if rep[r, F_FROM] <= s0 < rep[r, F_UNTIL]:
             elig[m] = r
             m += 1
     return elig[:m]
@@ -288,155 +299,161 @@ def _build_wrr(elig, weight, sched):
     return total
 
 
-@njit(cache=True)
-def _pick(algo, elig, key, t, t0, t1, sched_state, ring_pts, ring_owner, wrr_sched,
-          h_end, h_start, h_arr, h_n, crash_at, busy, insys, hist_tick, hist_total, counters, slo_latency):
+@njit(cache=True, inline="always")
+def _route(algo, elig, key, t, t0, t1, sched_state, ring_pts, ring_owner, wrr_sched, heap, h_n, rep, hist,
+           counters, slo_latency):
+    """Pick a replica for a request at ``t``; on return its in-flight heap is current at ``t``."""
     m = len(elig)
-    if m == 1:
-        return elig[0]
-    if algo == P2C:
+    if algo == P2C and m > 1:
         i = np.random.randint(0, m)
         j = np.random.randint(0, m - 1)
         if j >= i:
             j += 1
         a = elig[i]
         b = elig[j]
-        _advance(b, t, t0, t1, h_end, h_start, h_arr, h_n, crash_at, busy, insys, hist_tick, hist_total, counters, slo_latency)
-        _advance(a, t, t0, t1, h_end, h_start, h_arr, h_n, crash_at, busy, insys, hist_tick, hist_total, counters, slo_latency)
+        _advance(a, t, t0, t1, heap, h_n, rep, hist, counters, slo_latency)
+        _advance(b, t, t0, t1, heap, h_n, rep, hist, counters, slo_latency)
         return b if h_n[b] < h_n[a] else a
-    if algo == RR:
-        k = sched_state[S_RR] % m
-        sched_state[S_RR] += 1
-        return elig[k]
-    if algo == RANDOM:
-        return elig[np.random.randint(0, m)]
     if algo == LEAST:
         best = elig[0]
-        _advance(best, t, t0, t1, h_end, h_start, h_arr, h_n, crash_at, busy, insys, hist_tick, hist_total, counters, slo_latency)
+        _advance(best, t, t0, t1, heap, h_n, rep, hist, counters, slo_latency)
         for i in range(1, m):
             r = elig[i]
-            _advance(r, t, t0, t1, h_end, h_start, h_arr, h_n, crash_at, busy, insys, hist_tick, hist_total, counters, slo_latency)
+            _advance(r, t, t0, t1, heap, h_n, rep, hist, counters, slo_latency)
             if h_n[r] < h_n[best]:
                 best = r
         return best
-    if algo == HASH:
-        return _ring_lookup(key, ring_pts, ring_owner, sched_state[S_RING_LEN])
-    # WRR
-    k = sched_state[S_RR] % sched_state[S_WRR_LEN]
-    sched_state[S_RR] += 1
-    return wrr_sched[k]
+    if m == 1:
+        r = elig[0]
+    elif algo == RR:
+        r = elig[sched_state[S_RR] % m]
+        sched_state[S_RR] += 1
+    elif algo == RANDOM:
+        r = elig[np.random.randint(0, m)]
+    elif algo == HASH:
+        r = _ring_lookup(key, ring_pts, ring_owner, sched_state[S_RING_LEN])
+    else:  # WRR
+        r = wrr_sched[sched_state[S_RR] % sched_state[S_WRR_LEN]]
+        sched_state[S_RR] += 1
+    _advance(r, t, t0, t1, heap, h_n, rep, hist, counters, slo_latency)
+    return r
 
 
 @njit(cache=True)
-def run_tick(t0, t1, times, service, keys, algo, cand, uid, acc_from, acc_until, crash_at,
-             warm_until, slowdown, weight, slot_free, h_end, h_start, h_arr, h_n, last_end,
-             slots, queue_cap, timeout, sched_state, buf_arr, buf_svc, buf_key, buf_timeout,
-             vnodes, ring_pts, ring_owner, wrr_sched, hist_tick, hist_total, counters,
-             slo_latency, busy, insys):
+def _prepare_routing(algo, elig, uid, weight, vnodes, sched_state, ring_pts, ring_owner, wrr_sched):
+    """Rebuild the hash ring or WRR order when the routable set (or a weight) changed."""
+    if algo == HASH:
+        sig = _signature(elig, uid, vnodes)
+        if sig != sched_state[S_RING_SIG]:
+            sched_state[S_RING_LEN] = _build_ring(elig, uid, vnodes, ring_pts, ring_owner)
+            sched_state[S_RING_SIG] = sig
+    elif algo == WRR:
+        sig = _signature(elig, uid, 0)
+        for k in range(len(elig)):
+            sig = sig ^ (weight[elig[k]] << (k % 7))
+        if sig != sched_state[S_WRR_SIG]:
+            sched_state[S_WRR_LEN] = _build_wrr(elig, weight, wrr_sched)
+            sched_state[S_WRR_SIG] = sig
+
+
+@njit(cache=True)
+def _expire_buffer(now, buf, buf_timeout, sched_state, counters):
+    cap = buf.shape[0]
+    while sched_state[S_BUF_COUNT] > 0 and buf[sched_state[S_BUF_HEAD], 0] + buf_timeout <= now:
+        counters[C_TIMEOUT] += 1
+        sched_state[S_BUF_HEAD] = (sched_state[S_BUF_HEAD] + 1) % cap
+        sched_state[S_BUF_COUNT] -= 1
+
+
+@njit(cache=True)
+def run_tick(t0, t1, times, service, keys, algo, cand, uid, weight, rep, slot_free, heap, h_n, slots,
+             queue_cap, timeout, slowdown, sched_state, buf, buf_key, buf_timeout, vnodes, ring_pts,
+             ring_owner, wrr_sched, hist, counters, slo_latency):
     """Serve the arrivals of ``[t0, t1)`` on the per-replica-queue model.
 
-    ``cand`` lists every replica slot that may route or hold requests during the tick. Counters,
-    ``hist_tick``, ``busy`` and ``insys`` accumulate this tick's figures (the caller zeroes them).
+    ``cand`` lists every replica slot that may route or hold requests during the tick. The
+    counters, ``hist[0]`` and the busy / in-system columns of ``rep`` accumulate this tick's
+    figures (the caller zeroes them). ``buf`` rows are (arrival, service) of buffered requests.
     """
     n = len(times)
     counters[C_ARRIVALS] += n
-    bounds = _segment_bounds(t0, t1, cand, acc_from, acc_until, warm_until)
-    buf_cap = len(buf_arr)
+    bounds = _segment_bounds(t0, t1, cand, rep)
+    buf_cap = buf.shape[0]
     i = 0
     for s in range(len(bounds) - 1):
         s0 = bounds[s]
         s1 = bounds[s + 1]
-        elig = _routable(s0, cand, acc_from, acc_until)
+        elig = _routable(s0, cand, rep)
         m = len(elig)
-        # Expire buffered requests that have waited too long.
-        while sched_state[S_BUF_COUNT] > 0 and buf_arr[sched_state[S_BUF_HEAD]] + buf_timeout <= s0:
-            counters[C_TIMEOUT] += 1
-            sched_state[S_BUF_HEAD] = (sched_state[S_BUF_HEAD] + 1) % buf_cap
-            sched_state[S_BUF_COUNT] -= 1
+        _expire_buffer(s0, buf, buf_timeout, sched_state, counters)
         if m > 0:
-            if algo == HASH:
-                sig = _signature(elig, uid, vnodes)
-                if sig != sched_state[S_RING_SIG]:
-                    sched_state[S_RING_LEN] = _build_ring(elig, uid, vnodes, ring_pts, ring_owner)
-                    sched_state[S_RING_SIG] = sig
-            elif algo == WRR:
-                sig = _signature(elig, uid, 0)
-                for k in range(m):
-                    sig = sig ^ (weight[elig[k]] << (k % 7))
-                if sig != sched_state[S_WRR_SIG]:
-                    sched_state[S_WRR_LEN] = _build_wrr(elig, weight, wrr_sched)
-                    sched_state[S_WRR_SIG] = sig
+            _prepare_routing(algo, elig, uid, weight, vnodes, sched_state, ring_pts, ring_owner, wrr_sched)
             # Scale from zero: hand the buffer to the replicas that just became routable.
             while sched_state[S_BUF_COUNT] > 0:
                 h = sched_state[S_BUF_HEAD]
-                r = _pick(algo, elig, buf_key[h], s0, t0, t1, sched_state, ring_pts, ring_owner, wrr_sched,
-                          h_end, h_start, h_arr, h_n, crash_at, busy, insys, hist_tick, hist_total, counters, slo_latency)
-                _advance(r, s0, t0, t1, h_end, h_start, h_arr, h_n, crash_at, busy, insys, hist_tick, hist_total, counters, slo_latency)
-                _assign(r, s0, buf_arr[h], buf_svc[h], slots, queue_cap, timeout, slot_free, warm_until, slowdown,
-                        h_end, h_start, h_arr, h_n, last_end, counters)
+                r = _route(algo, elig, buf_key[h], s0, t0, t1, sched_state, ring_pts, ring_owner, wrr_sched,
+                           heap, h_n, rep, hist, counters, slo_latency)
+                _assign(r, s0, buf[h, 0], buf[h, 1], slots, queue_cap, timeout, slowdown, slot_free, heap, h_n,
+                        rep, counters)
                 sched_state[S_BUF_HEAD] = (h + 1) % buf_cap
                 sched_state[S_BUF_COUNT] -= 1
-        while i < n and times[i] < s1:
-            t = times[i]
-            if m == 0:
+            while i < n and times[i] < s1:
+                t = times[i]
+                r = _route(algo, elig, keys[i], t, t0, t1, sched_state, ring_pts, ring_owner, wrr_sched,
+                           heap, h_n, rep, hist, counters, slo_latency)
+                _assign(r, t, t, service[i], slots, queue_cap, timeout, slowdown, slot_free, heap, h_n, rep,
+                        counters)
+                i += 1
+        else:
+            while i < n and times[i] < s1:
                 if sched_state[S_BUF_COUNT] < buf_cap:
                     tail = (sched_state[S_BUF_HEAD] + sched_state[S_BUF_COUNT]) % buf_cap
-                    buf_arr[tail] = t
-                    buf_svc[tail] = service[i]
+                    buf[tail, 0] = times[i]
+                    buf[tail, 1] = service[i]
                     buf_key[tail] = keys[i]
                     sched_state[S_BUF_COUNT] += 1
                 else:
                     counters[C_BUFFER_FULL] += 1
-            else:
-                r = _pick(algo, elig, keys[i], t, t0, t1, sched_state, ring_pts, ring_owner, wrr_sched,
-                          h_end, h_start, h_arr, h_n, crash_at, busy, insys, hist_tick, hist_total, counters, slo_latency)
-                if algo != P2C and algo != LEAST:
-                    _advance(r, t, t0, t1, h_end, h_start, h_arr, h_n, crash_at, busy, insys, hist_tick, hist_total, counters, slo_latency)
-                _assign(r, t, t, service[i], slots, queue_cap, timeout, slot_free, warm_until, slowdown,
-                        h_end, h_start, h_arr, h_n, last_end, counters)
-            i += 1
+                i += 1
     # Close the tick: retire everything that ended by t1 and integrate what is still in flight.
-    while sched_state[S_BUF_COUNT] > 0 and buf_arr[sched_state[S_BUF_HEAD]] + buf_timeout <= t1:
-        counters[C_TIMEOUT] += 1
-        sched_state[S_BUF_HEAD] = (sched_state[S_BUF_HEAD] + 1) % buf_cap
-        sched_state[S_BUF_COUNT] -= 1
+    _expire_buffer(t1, buf, buf_timeout, sched_state, counters)
     for k in range(len(cand)):
         r = cand[k]
-        _advance(r, t1, t0, t1, h_end, h_start, h_arr, h_n, crash_at, busy, insys, hist_tick, hist_total, counters, slo_latency)
+        _advance(r, t1, t0, t1, heap, h_n, rep, hist, counters, slo_latency)
         for q in range(h_n[r]):
-            insys[r] += _overlap(h_arr[r, q], t1, t0, t1)
-            if h_start[r, q] >= 0.0:
-                busy[r] += _overlap(h_start[r, q], t1, t0, t1)
+            rep[r, F_INSYS] += _overlap(heap[r, q, E_ARR], t1, t0, t1)
+            if heap[r, q, E_START] >= 0.0:
+                rep[r, F_BUSY] += _overlap(heap[r, q, E_START], t1, t0, t1)
 
 
 # --------------------------------------------------------------------------- central queue
 
 
-@njit(cache=True)
-def _slot_push(hk, hr, hj, size, key, r, j):
+@njit(cache=True, inline="always")
+def _slot_push(hk, hr, size, key, r, j):
     i = size
     while i > 0:
         parent = (i - 1) >> 1
         if hk[parent] <= key:
             break
         hk[i] = hk[parent]
-        hr[i] = hr[parent]
-        hj[i] = hj[parent]
+        hr[i, 0] = hr[parent, 0]
+        hr[i, 1] = hr[parent, 1]
         i = parent
     hk[i] = key
-    hr[i] = r
-    hj[i] = j
+    hr[i, 0] = r
+    hr[i, 1] = j
     return size + 1
 
 
-@njit(cache=True)
-def _slot_pop(hk, hr, hj, size):
+@njit(cache=True, inline="always")
+def _slot_pop(hk, hr, size):
     n = size - 1
     if n == 0:
         return 0
     key = hk[n]
-    r = hr[n]
-    j = hj[n]
+    r = hr[n, 0]
+    j = hr[n, 1]
     i = 0
     while True:
         child = 2 * i + 1
@@ -447,41 +464,54 @@ def _slot_pop(hk, hr, hj, size):
         if hk[child] >= key:
             break
         hk[i] = hk[child]
-        hr[i] = hr[child]
-        hj[i] = hj[child]
+        hr[i, 0] = hr[child, 0]
+        hr[i, 1] = hr[child, 1]
         i = child
     hk[i] = key
-    hr[i] = r
-    hj[i] = j
+    hr[i, 0] = r
+    hr[i, 1] = j
     return n
 
 
-@njit(cache=True)
-def _retire_slot(r, j, t0, t1, slot_free, slot_start, slot_arr, slot_busy, busy, insys,
-                 hist_tick, hist_total, counters, slo_latency):
+@njit(cache=True, inline="always")
+def _retire_slot(r, j, t0, t1, slot, slot_busy, rep, hist, counters, slo_latency):
     """Record the completion of the request that occupied slot (r, j)."""
     if slot_busy[r, j]:
-        end = slot_free[r, j]
-        busy[r] += _overlap(slot_start[r, j], end, t0, t1)
-        insys[r] += _overlap(slot_start[r, j], end, t0, t1)
-        _record_latency(end - slot_arr[r, j], hist_tick, hist_total, counters, slo_latency)
+        end = slot[r, j, E_END]
+        span = _overlap(slot[r, j, E_START], end, t0, t1)
+        rep[r, F_BUSY] += span
+        rep[r, F_INSYS] += span
+        _record_latency(end - slot[r, j, E_ARR], hist, counters, slo_latency)
         slot_busy[r, j] = False
 
 
+@njit(cache=True, inline="always")
+def _start_on_slot(r, j, now, arrival, service, slowdown, slot, slot_busy, rep):
+    if now < rep[r, F_WARM]:
+        service = service * slowdown
+    end = now + service
+    slot[r, j, E_START] = now
+    slot[r, j, E_ARR] = arrival
+    slot[r, j, E_END] = end
+    slot_busy[r, j] = True
+    if end > rep[r, F_LAST]:
+        rep[r, F_LAST] = end
+    return end
+
+
 @njit(cache=True)
-def run_tick_central(t0, t1, times, service, acc_from, acc_until, crash_at, warm_until, slowdown,
-                     cand, slot_free, slot_start, slot_arr, slot_busy, last_end, slots, timeout,
-                     sched_state, q_arr, q_svc, hk, hr, hj, hist_tick, hist_total, counters,
-                     slo_latency, busy, insys):
+def run_tick_central(t0, t1, times, service, cand, rep, slot, slot_busy, slots, timeout, slowdown,
+                     sched_state, queue, hk, hr, hist, counters, slo_latency):
     """Serve the arrivals of ``[t0, t1)`` from one shared FCFS queue (M/M/c-style activator).
 
-    The shared queue (``q_arr``/``q_svc``, a ring using ``S_BUF_HEAD``/``S_BUF_COUNT``) also
-    buffers while no replica is ready. ``busy`` and ``insys`` per replica count running requests.
+    ``queue`` rows are (arrival, service), a ring using ``S_BUF_HEAD``/``S_BUF_COUNT``; it also
+    buffers while no replica is ready. ``slot[r, j]`` holds (end, start, arrival) of the request
+    on slot ``j`` of replica ``r``; busy / in-system integrals count running requests.
     """
     n = len(times)
     counters[C_ARRIVALS] += n
-    q_cap = len(q_arr)
-    bounds = _segment_bounds(t0, t1, cand, acc_from, acc_until, warm_until)
+    q_cap = queue.shape[0]
+    bounds = _segment_bounds(t0, t1, cand, rep)
     i = 0
     for s in range(len(bounds) - 1):
         s0 = bounds[s]
@@ -490,65 +520,44 @@ def run_tick_central(t0, t1, times, service, acc_from, acc_until, crash_at, warm
         size = 0
         for k in range(len(cand)):
             r = cand[k]
-            if acc_from[r] <= s0 < acc_until[r]:
+            if rep[r, F_FROM] <= s0 < rep[r, F_UNTIL]:
                 for j in range(slots):
-                    f = slot_free[r, j]
-                    size = _slot_push(hk, hr, hj, size, f if f > s0 else s0, r, j)
+                    f = slot[r, j, E_END]
+                    size = _slot_push(hk, hr, size, f if f > s0 else s0, r, j)
         while True:
             t = times[i] if i < n and times[i] < s1 else s1
-            # Start queued requests on slots that free up before t.
+            # Start queued requests on slots that free up by t; drop those that gave up first.
             while sched_state[S_BUF_COUNT] > 0:
                 h = sched_state[S_BUF_HEAD]
-                if q_arr[h] + timeout <= t and (size == 0 or q_arr[h] + timeout < hk[0]):
-                    counters[C_TIMEOUT] += 1  # gave up before any slot could take it
-                    sched_state[S_BUF_HEAD] = (h + 1) % q_cap
-                    sched_state[S_BUF_COUNT] -= 1
-                    continue
-                if size == 0 or hk[0] > t:
-                    break
-                f = hk[0]
-                r = hr[0]
-                j = hj[0]
-                size = _slot_pop(hk, hr, hj, size)
-                if f - q_arr[h] > timeout:
+                deadline = queue[h, 0] + timeout
+                if deadline <= t and (size == 0 or deadline < hk[0]):
                     counters[C_TIMEOUT] += 1
-                    sched_state[S_BUF_HEAD] = (h + 1) % q_cap
-                    sched_state[S_BUF_COUNT] -= 1
-                    size = _slot_push(hk, hr, hj, size, f, r, j)
-                    continue
-                _retire_slot(r, j, t0, t1, slot_free, slot_start, slot_arr, slot_busy, busy, insys,
-                             hist_tick, hist_total, counters, slo_latency)
-                svc = q_svc[h] * slowdown if f < warm_until[r] else q_svc[h]
-                slot_start[r, j] = f
-                slot_arr[r, j] = q_arr[h]
-                slot_free[r, j] = f + svc
-                slot_busy[r, j] = True
-                if f + svc > last_end[r]:
-                    last_end[r] = f + svc
-                size = _slot_push(hk, hr, hj, size, f + svc, r, j)
+                elif size == 0 or hk[0] > t:
+                    break
+                else:
+                    f = hk[0]
+                    r = hr[0, 0]
+                    j = hr[0, 1]
+                    size = _slot_pop(hk, hr, size)
+                    _retire_slot(r, j, t0, t1, slot, slot_busy, rep, hist, counters, slo_latency)
+                    end = _start_on_slot(r, j, f, queue[h, 0], queue[h, 1], slowdown, slot, slot_busy, rep)
+                    size = _slot_push(hk, hr, size, end, r, j)
                 sched_state[S_BUF_HEAD] = (h + 1) % q_cap
                 sched_state[S_BUF_COUNT] -= 1
             if not (i < n and times[i] < s1):
                 break
             a = times[i]
             if sched_state[S_BUF_COUNT] == 0 and size > 0 and hk[0] <= a:
-                r = hr[0]
-                j = hj[0]
-                size = _slot_pop(hk, hr, hj, size)
-                _retire_slot(r, j, t0, t1, slot_free, slot_start, slot_arr, slot_busy, busy, insys,
-                             hist_tick, hist_total, counters, slo_latency)
-                svc = service[i] * slowdown if a < warm_until[r] else service[i]
-                slot_start[r, j] = a
-                slot_arr[r, j] = a
-                slot_free[r, j] = a + svc
-                slot_busy[r, j] = True
-                if a + svc > last_end[r]:
-                    last_end[r] = a + svc
-                size = _slot_push(hk, hr, hj, size, a + svc, r, j)
+                r = hr[0, 0]
+                j = hr[0, 1]
+                size = _slot_pop(hk, hr, size)
+                _retire_slot(r, j, t0, t1, slot, slot_busy, rep, hist, counters, slo_latency)
+                end = _start_on_slot(r, j, a, a, service[i], slowdown, slot, slot_busy, rep)
+                size = _slot_push(hk, hr, size, end, r, j)
             elif sched_state[S_BUF_COUNT] < q_cap:
                 tail = (sched_state[S_BUF_HEAD] + sched_state[S_BUF_COUNT]) % q_cap
-                q_arr[tail] = a
-                q_svc[tail] = service[i]
+                queue[tail, 0] = a
+                queue[tail, 1] = service[i]
                 sched_state[S_BUF_COUNT] += 1
             else:
                 counters[C_QUEUE_FULL] += 1
@@ -556,18 +565,20 @@ def run_tick_central(t0, t1, times, service, acc_from, acc_until, crash_at, warm
     # Close the tick: retire finished slots, apply crashes, integrate running work.
     for k in range(len(cand)):
         r = cand[k]
+        crash = rep[r, F_CRASH]
         for j in range(slots):
             if not slot_busy[r, j]:
                 continue
-            end = slot_free[r, j]
-            if end <= t1 and end <= crash_at[r]:
-                _retire_slot(r, j, t0, t1, slot_free, slot_start, slot_arr, slot_busy, busy, insys,
-                             hist_tick, hist_total, counters, slo_latency)
-            elif crash_at[r] <= t1:
-                busy[r] += _overlap(slot_start[r, j], crash_at[r], t0, t1)
-                insys[r] += _overlap(slot_start[r, j], crash_at[r], t0, t1)
+            end = slot[r, j, E_END]
+            if end <= t1 and end <= crash:
+                _retire_slot(r, j, t0, t1, slot, slot_busy, rep, hist, counters, slo_latency)
+            elif crash <= t1:
+                span = _overlap(slot[r, j, E_START], crash, t0, t1)
+                rep[r, F_BUSY] += span
+                rep[r, F_INSYS] += span
                 counters[C_CRASH] += 1
                 slot_busy[r, j] = False
             else:
-                busy[r] += _overlap(slot_start[r, j], t1, t0, t1)
-                insys[r] += _overlap(slot_start[r, j], t1, t0, t1)
+                span = _overlap(slot[r, j, E_START], t1, t0, t1)
+                rep[r, F_BUSY] += span
+                rep[r, F_INSYS] += span

@@ -43,19 +43,24 @@ class DataPlaneState:
         self.slowdown = float(slowdown)
         self.slo_latency = float(slo_latency)
         # The central queue doubles as the scale-from-zero buffer; otherwise a separate buffer.
-        ring = max(queue_limit if self.central else buffer_limit, 1)
-        self.buf_arr = np.zeros(ring)
-        self.buf_svc = np.zeros(ring)
-        self.buf_key = np.zeros(ring, dtype=np.int64)
-        self.buffer_enabled = (queue_limit if self.central else buffer_limit) > 0
+        limit = queue_limit if self.central else buffer_limit
+        self.buf = np.zeros((max(limit, 1), 2))  # rows: (arrival, service)
+        self.buf_key = np.zeros(max(limit, 1), dtype=np.int64)
+        if limit == 0:
+            self.buf = self.buf[:0]
         self.sched = np.zeros(dp.N_SCHED, dtype=np.int64)
-        self.sched[dp.S_RING_SIG] = -1
-        self.sched[dp.S_WRR_SIG] = -1
-        self.hist_tick = np.zeros(N_BUCKETS, dtype=np.int64)
-        self.hist_total = np.zeros(N_BUCKETS, dtype=np.int64)
+        self.hist = np.zeros((2, N_BUCKETS), dtype=np.int64)  # row 0: this tick, row 1: whole run
         self.counters = np.zeros(dp.N_COUNTERS, dtype=np.int64)
         self.capacity = 0
         self._allocate(capacity)
+
+    @property
+    def hist_tick(self) -> np.ndarray:
+        return self.hist[0]
+
+    @property
+    def hist_total(self) -> np.ndarray:
+        return self.hist[1]
 
     # ------------------------------------------------------------------ allocation
     def _allocate(self, capacity: int) -> None:
@@ -69,22 +74,25 @@ class DataPlaneState:
             setattr(self, name, new)
 
         grow("uid", (capacity,), np.int64, -1)
-        grow("acc_from", (capacity,), fill=math.inf)
-        grow("acc_until", (capacity,), fill=-math.inf)
-        grow("crash_at", (capacity,), fill=math.inf)
-        grow("warm_until", (capacity,), fill=-math.inf)
         grow("weight", (capacity,), np.int64, WRR_WEIGHT_SCALE)
-        grow("last_end", (capacity,))
-        grow("slot_free", (capacity, self.slots))
-        grow("slot_start", (capacity, self.slots) if self.central else (1, 1))
-        grow("slot_arr", (capacity, self.slots) if self.central else (1, 1))
-        grow("slot_busy", (capacity, self.slots) if self.central else (1, 1), np.bool_, False)
-        grow("h_end", (capacity, heap_cap))
-        grow("h_start", (capacity, heap_cap))
-        grow("h_arr", (capacity, heap_cap))
-        grow("h_n", (capacity,), np.int64, 0)
-        grow("busy", (capacity,))
-        grow("insys", (capacity,))
+        grow("rep", (capacity, dp.N_FIELDS))
+        if not old:
+            self.rep[:, dp.F_FROM] = math.inf
+            self.rep[:, dp.F_UNTIL] = -math.inf
+            self.rep[:, dp.F_CRASH] = math.inf
+            self.rep[:, dp.F_WARM] = -math.inf
+        else:
+            self.rep[old:, dp.F_FROM] = math.inf
+            self.rep[old:, dp.F_UNTIL] = -math.inf
+            self.rep[old:, dp.F_CRASH] = math.inf
+            self.rep[old:, dp.F_WARM] = -math.inf
+        if self.central:
+            grow("slot", (capacity, self.slots, 3))
+            grow("slot_busy", (capacity, self.slots), np.bool_, False)
+        else:
+            grow("slot_free", (capacity, self.slots))
+            grow("heap", (capacity, heap_cap, 3))
+            grow("h_n", (capacity,), np.int64, 0)
         self.ring_pts = np.zeros(capacity * self.hash_vnodes, dtype=np.uint64)
         self.ring_owner = np.zeros(capacity * self.hash_vnodes, dtype=np.int64)
         self.wrr_sched = np.zeros(capacity * WRR_WEIGHT_SCALE, dtype=np.int64)
@@ -92,9 +100,16 @@ class DataPlaneState:
         self.sched[dp.S_WRR_SIG] = -1
         n_heap = capacity * self.slots if self.central else 1
         self.hk = np.zeros(n_heap)
-        self.hr = np.zeros(n_heap, dtype=np.int64)
-        self.hj = np.zeros(n_heap, dtype=np.int64)
+        self.hr = np.zeros((n_heap, 2), dtype=np.int64)
         self.capacity = capacity
+        # Column views used by the control plane (they write through to ``rep``).
+        self.acc_from = self.rep[:, dp.F_FROM]
+        self.acc_until = self.rep[:, dp.F_UNTIL]
+        self.crash_at = self.rep[:, dp.F_CRASH]
+        self.warm_until = self.rep[:, dp.F_WARM]
+        self.last_end = self.rep[:, dp.F_LAST]
+        self.busy = self.rep[:, dp.F_BUSY]
+        self.insys = self.rep[:, dp.F_INSYS]
 
     def ensure_capacity(self, needed: int) -> None:
         if needed > self.capacity:
@@ -103,16 +118,18 @@ class DataPlaneState:
     def reset_slot(self, r: int, *, uid: int, ready_at: float, warm_until: float, crash_at: float) -> None:
         """Prepare slot ``r`` for a new replica."""
         self.uid[r] = uid
-        self.acc_from[r] = ready_at
-        self.acc_until[r] = crash_at
-        self.crash_at[r] = crash_at
-        self.warm_until[r] = warm_until
+        self.rep[r] = 0.0
+        self.rep[r, dp.F_FROM] = ready_at
+        self.rep[r, dp.F_UNTIL] = crash_at
+        self.rep[r, dp.F_CRASH] = crash_at
+        self.rep[r, dp.F_WARM] = warm_until
         self.weight[r] = max(1, round(WRR_WEIGHT_SCALE / self.slowdown)) if warm_until > ready_at else WRR_WEIGHT_SCALE
-        self.last_end[r] = 0.0
-        self.slot_free[r] = 0.0
-        self.h_n[r] = 0
         if self.central:
+            self.slot[r] = 0.0
             self.slot_busy[r] = False
+        else:
+            self.slot_free[r] = 0.0
+            self.h_n[r] = 0
 
     # ------------------------------------------------------------------ queries
     def in_flight(self, r: np.ndarray) -> np.ndarray:
@@ -130,31 +147,26 @@ class DataPlaneState:
         return int(self.sched[dp.S_BUF_COUNT])
 
     def idle(self, r: int) -> bool:
-        return bool(self.slot_busy[r].sum() == 0) if self.central else self.h_n[r] == 0
+        return not self.slot_busy[r].any() if self.central else self.h_n[r] == 0
 
     # ------------------------------------------------------------------ the tick
     def serve(self, t0: float, t1: float, cand: np.ndarray, times: np.ndarray, service: np.ndarray,
               keys: np.ndarray) -> None:
         """Run the compiled data plane over ``[t0, t1)`` for the candidate replica slots."""
         self.counters[:] = 0
-        self.hist_tick[:] = 0
-        self.busy[:] = 0.0
-        self.insys[:] = 0.0
-        buf = self.buf_arr if self.buffer_enabled else self.buf_arr[:0]
+        self.hist[0] = 0
+        self.rep[:, dp.F_BUSY] = 0.0
+        self.rep[:, dp.F_INSYS] = 0.0
         if self.central:
             dp.run_tick_central(
-                t0, t1, times, service, self.acc_from, self.acc_until, self.crash_at, self.warm_until,
-                self.slowdown, cand, self.slot_free, self.slot_start, self.slot_arr, self.slot_busy,
-                self.last_end, self.slots, self.timeout, self.sched, buf, self.buf_svc,
-                self.hk, self.hr, self.hj, self.hist_tick, self.hist_total, self.counters,
-                self.slo_latency, self.busy, self.insys,
+                t0, t1, times, service, cand, self.rep, self.slot, self.slot_busy, self.slots, self.timeout,
+                self.slowdown, self.sched, self.buf, self.hk, self.hr, self.hist, self.counters,
+                self.slo_latency,
             )
-            return
-        dp.run_tick(
-            t0, t1, times, service, keys, self.algo, cand, self.uid, self.acc_from, self.acc_until,
-            self.crash_at, self.warm_until, self.slowdown, self.weight, self.slot_free, self.h_end,
-            self.h_start, self.h_arr, self.h_n, self.last_end, self.slots, self.queue_cap, self.timeout,
-            self.sched, buf, self.buf_svc, self.buf_key, self.buffer_timeout, self.hash_vnodes,
-            self.ring_pts, self.ring_owner, self.wrr_sched, self.hist_tick, self.hist_total,
-            self.counters, self.slo_latency, self.busy, self.insys,
-        )
+        else:
+            dp.run_tick(
+                t0, t1, times, service, keys, self.algo, cand, self.uid, self.weight, self.rep, self.slot_free,
+                self.heap, self.h_n, self.slots, self.queue_cap, self.timeout, self.slowdown, self.sched,
+                self.buf, self.buf_key, self.buffer_timeout, self.hash_vnodes, self.ring_pts, self.ring_owner,
+                self.wrr_sched, self.hist, self.counters, self.slo_latency,
+            )
