@@ -37,8 +37,8 @@ C_ARRIVALS, C_COMPLETED, C_QUEUE_FULL, C_TIMEOUT, C_BUFFER_FULL, C_CRASH, C_SLO_
 N_COUNTERS = 7
 
 # Indices into the integer scheduler state vector.
-S_RR, S_BUF_HEAD, S_BUF_COUNT, S_RING_SIG, S_RING_LEN, S_WRR_SIG, S_WRR_LEN = range(7)
-N_SCHED = 7
+S_RR, S_BUF_HEAD, S_BUF_COUNT, S_RING_SIG, S_RING_LEN, S_WRR_SIG, S_WRR_LEN, S_RNG = range(8)
+N_SCHED = 8
 
 # Columns of the per-replica float table ``rep``: routable from / until, crash time, end of
 # warm-up, latest end time of any request it took, and this tick's busy and in-system integrals.
@@ -55,10 +55,28 @@ E_END, E_START, E_ARR = 0, 1, 2
 INF = math.inf
 
 
-@njit(cache=True)
-def seed_dataplane(seed: int) -> None:
-    """Seed the data plane's routing random stream (numba keeps its own generator)."""
-    np.random.seed(seed)
+def seed_state(seed: int) -> int:
+    """Initial state of the routing random stream (any non-zero 64-bit value works)."""
+    x = (seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & (2**64 - 1)
+    x = x or 1
+    return x - 2**64 if x >= 2**63 else x  # stored in an int64 slot
+
+
+@njit(cache=True, inline="always")
+def _uniform_int(sched_state, m):
+    """Uniform integer in [0, m) from an xorshift64* stream kept in ``sched_state[S_RNG]``.
+
+    Hand-rolled rather than numba's np.random: it is a few instructions, carries its state with
+    the simulation (no process-global generator), and the routing hot path calls it twice per
+    request. Lemire's multiply-shift maps 32 random bits to [0, m) without division.
+    """
+    x = np.uint64(sched_state[S_RNG])
+    x ^= x >> np.uint64(12)
+    x ^= x << np.uint64(25)
+    x ^= x >> np.uint64(27)
+    sched_state[S_RNG] = np.int64(x)
+    bits = (x * np.uint64(0x2545F4914F6CDD1D)) >> np.uint64(32)
+    return np.int64((bits * np.uint64(m)) >> np.uint64(32))
 
 
 @njit(cache=True, inline="always")
@@ -77,10 +95,12 @@ def _bucket(latency: float) -> int:
 
 
 @njit(cache=True, inline="always")
-def _record_latency(latency, hist, counters, slo_latency):
+def _record_latency(latency, wait, hist, counters, slo_latency):
+    """Count a completion: latency into this tick's and the run's histograms, wait into the run's."""
     b = _bucket(latency)
     hist[0, b] += 1
     hist[1, b] += 1
+    hist[2, _bucket(wait)] += 1
     counters[C_COMPLETED] += 1
     if latency <= slo_latency:
         counters[C_SLO_OK] += 1
@@ -157,7 +177,7 @@ def _advance(r, t, t0, t1, heap, h_n, rep, hist, counters, slo_latency):
             counters[C_TIMEOUT] += 1
         else:
             rep[r, F_BUSY] += _overlap(start, end, t0, t1)
-            _record_latency(end - arrival, hist, counters, slo_latency)
+            _record_latency(end - arrival, start - arrival, hist, counters, slo_latency)
     if t >= crash and h_n[r] > 0:
         for i in range(h_n[r]):
             rep[r, F_INSYS] += _overlap(heap[r, i, E_ARR], crash, t0, t1)
@@ -305,8 +325,8 @@ def _route(algo, elig, key, t, t0, t1, sched_state, ring_pts, ring_owner, wrr_sc
     """Pick a replica for a request at ``t``; on return its in-flight heap is current at ``t``."""
     m = len(elig)
     if algo == P2C and m > 1:
-        i = np.random.randint(0, m)
-        j = np.random.randint(0, m - 1)
+        i = _uniform_int(sched_state, m)
+        j = _uniform_int(sched_state, m - 1)
         if j >= i:
             j += 1
         a = elig[i]
@@ -329,7 +349,7 @@ def _route(algo, elig, key, t, t0, t1, sched_state, ring_pts, ring_owner, wrr_sc
         r = elig[sched_state[S_RR] % m]
         sched_state[S_RR] += 1
     elif algo == RANDOM:
-        r = elig[np.random.randint(0, m)]
+        r = elig[_uniform_int(sched_state, m)]
     elif algo == HASH:
         r = _ring_lookup(key, ring_pts, ring_owner, sched_state[S_RING_LEN])
     else:  # WRR
@@ -481,7 +501,7 @@ def _retire_slot(r, j, t0, t1, slot, slot_busy, rep, hist, counters, slo_latency
         span = _overlap(slot[r, j, E_START], end, t0, t1)
         rep[r, F_BUSY] += span
         rep[r, F_INSYS] += span
-        _record_latency(end - slot[r, j, E_ARR], hist, counters, slo_latency)
+        _record_latency(end - slot[r, j, E_ARR], slot[r, j, E_START] - slot[r, j, E_ARR], hist, counters, slo_latency)
         slot_busy[r, j] = False
 
 

@@ -59,6 +59,8 @@ class Summary:
     latency_p95: float
     latency_p99: float
     latency_p999: float
+    wait_mean: float
+    wait_p99: float
     slo_latency_s: float
     slo_target: float
     slo_attainment: float
@@ -84,6 +86,7 @@ class SimulationResult:
     summary: Summary
     ticks: pa.Table
     latency_histogram: np.ndarray
+    wait_histogram: np.ndarray
     scenario: dict[str, Any] = field(default_factory=dict)
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
@@ -99,18 +102,25 @@ class SimulationResult:
             "summary": out / "summary.json",
             "histogram": out / "latency_histogram.json",
         }
-        nonzero = np.flatnonzero(self.latency_histogram)
         hist_doc = {
             "bucket_growth": histogram.GROWTH,
             "latency_min_s": histogram.LATENCY_MIN,
-            "buckets": {int(b): int(self.latency_histogram[b]) for b in nonzero},
-            "values_s": {int(b): float(histogram.BUCKET_VALUES[b]) for b in nonzero},
+            "latency": _sparse(self.latency_histogram),
+            "wait": _sparse(self.wait_histogram),
         }
         summary_doc = {"summary": self.summary.to_dict(), "scenario": self.scenario}
         _atomic_write(paths["ticks"], lambda f: pq.write_table(self.ticks, f))
         _atomic_write(paths["summary"], lambda f: f.write(json.dumps(summary_doc, indent=2, default=str).encode()))
         _atomic_write(paths["histogram"], lambda f: f.write(json.dumps(hist_doc).encode()))
         return paths
+
+
+def _sparse(hist: np.ndarray) -> dict[str, dict[int, float]]:
+    nonzero = np.flatnonzero(hist)
+    return {
+        "counts": {int(b): int(hist[b]) for b in nonzero},
+        "values_s": {int(b): float(histogram.BUCKET_VALUES[b]) for b in nonzero},
+    }
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -124,8 +134,9 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
-def summarize(scenario, policy, seed: int, tick: float, table: TickTable, hist_total: np.ndarray, pool,
-              decisions: int) -> SimulationResult:
+def summarize(scenario, policy, seed: int, tick: float, table: TickTable, hist_total: np.ndarray,
+              hist_wait: np.ndarray, pool, decisions: int) -> SimulationResult:
+    """Build the run's :class:`SimulationResult` from its tick table and histograms."""
     arrivals = int(table.arrivals.sum())
     completions = int(table.completions.sum())
     drops = int(table.drops.sum())
@@ -152,6 +163,8 @@ def summarize(scenario, policy, seed: int, tick: float, table: TickTable, hist_t
         latency_p95=p95,
         latency_p99=p99,
         latency_p999=p999,
+        wait_mean=histogram.mean(hist_wait),
+        wait_p99=histogram.quantiles(hist_wait, (0.99,))[0],
         slo_latency_s=scenario.slo.latency,
         slo_target=scenario.slo.target,
         slo_attainment=attainment,
@@ -169,4 +182,4 @@ def summarize(scenario, policy, seed: int, tick: float, table: TickTable, hist_t
         max_replicas=int(table.spec.max()) if len(table.spec) else 0,
     )
     ticks = table.to_arrow(scenario.cost.replica_hour)
-    return SimulationResult(summary, ticks, hist_total.copy(), scenario.model_dump(mode="json"))
+    return SimulationResult(summary, ticks, hist_total.copy(), hist_wait.copy(), scenario.model_dump(mode="json"))

@@ -120,7 +120,7 @@ class Simulation:
     # ------------------------------------------------------------------ run
     def run(self, progress: Callable[[float], None] | None = None) -> SimulationResult:
         """Simulate the whole scenario. ``progress(fraction)`` is called every few ticks."""
-        dp.seed_dataplane(self.routing_seed)
+        self.state.sched[dp.S_RNG] = dp.seed_state(self.routing_seed)
         sc = self.scenario
         pool = self.pool
         st = self.state
@@ -167,7 +167,8 @@ class Simulation:
                 scrape = _ScrapeAccumulator(st.hist_tick.shape[0])
             if progress is not None and (k % report_every == 0 or k == self.n_ticks - 1):
                 progress((k + 1) / self.n_ticks)
-        return summarize(self.scenario, self.policy, self.seed, self.tick, table, st.hist_total, pool, decisions)
+        return summarize(self.scenario, self.policy, self.seed, self.tick, table, st.hist_total, st.hist_wait, pool,
+                         decisions)
 
     # ------------------------------------------------------------------ per tick
     def _record_tick(self, table: TickTable, k: int, t0: float, t1: float, cand: np.ndarray,

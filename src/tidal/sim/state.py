@@ -49,7 +49,8 @@ class DataPlaneState:
         if limit == 0:
             self.buf = self.buf[:0]
         self.sched = np.zeros(dp.N_SCHED, dtype=np.int64)
-        self.hist = np.zeros((2, N_BUCKETS), dtype=np.int64)  # row 0: this tick, row 1: whole run
+        # Rows: latency this tick, latency over the run, queueing wait over the run.
+        self.hist = np.zeros((3, N_BUCKETS), dtype=np.int64)
         self.counters = np.zeros(dp.N_COUNTERS, dtype=np.int64)
         self.capacity = 0
         self._allocate(capacity)
@@ -61,6 +62,10 @@ class DataPlaneState:
     @property
     def hist_total(self) -> np.ndarray:
         return self.hist[1]
+
+    @property
+    def hist_wait(self) -> np.ndarray:
+        return self.hist[2]
 
     # ------------------------------------------------------------------ allocation
     def _allocate(self, capacity: int) -> None:

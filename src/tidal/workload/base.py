@@ -12,11 +12,6 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-#: Keys are drawn from [0, 2**63): the full non-negative int64 range (a power of two, so numpy
-#: draws them without rejection sampling).
-KEY_BOUND = 2**63
-
-
 @dataclass(frozen=True)
 class Arrivals:
     """Requests arriving in one window, in time order.
@@ -70,8 +65,9 @@ class Workload(Protocol):
 
 
 def random_keys(rng: np.random.Generator, n: int) -> np.ndarray:
-    """``n`` uniformly random non-negative int64 routing keys."""
-    return rng.integers(0, KEY_BOUND, size=n, dtype=np.int64)
+    """``n`` uniformly random non-negative int64 routing keys (63 random bits each)."""
+    # Raw 64-bit draws shifted right: 2-3x faster than rng.integers for this full range.
+    return (rng.bit_generator.random_raw(n) >> np.uint64(1)).view(np.int64)
 
 
 def unkeyed_arrivals(rng: np.random.Generator, times: np.ndarray) -> Arrivals:

@@ -158,8 +158,8 @@ class MMPPWorkload:
 
     State ``i`` emits Poisson arrivals at ``rates[i]`` and lasts Exp(mean ``mean_durations[i]``),
     then jumps to one of the other states uniformly; the process starts in state 0. The state
-    path is drawn lazily from two generators of its own (one for holding times, one for jumps),
-    each consumed strictly in path order, so the path (and :meth:`rate`) depends only on the seed,
+    path is drawn lazily from generators of its own (one for holding times, one for jumps), each
+    consumed strictly in path order, so the path (and :meth:`rate`) depends only on the seed,
     never on how the simulator chunks its windows or when it asks for ``rate``.
     """
 
@@ -172,10 +172,11 @@ class MMPPWorkload:
         self._rng = np.random.default_rng(arrival_seq)
         self._hold_rng = np.random.default_rng(hold_seq)
         self._jump_rng = np.random.default_rng(jump_seq)
-        # The path: segment k starts at _starts[k] in state _states[k]; the last segment ends at
-        # _path_end, where state _next_state begins.
-        self._starts = np.empty(0, np.float64)
-        self._states = np.empty(0, np.int64)
+        # The path: segment k starts at _starts[k] in state _states[k] (k < _count); the last
+        # segment ends at _path_end, where state _next_state begins. Buffers grow by doubling.
+        self._starts = np.empty(64, np.float64)
+        self._states = np.empty(64, np.int64)
+        self._count = 0
         self._path_end = 0.0
         self._next_state = 0
 
@@ -189,16 +190,29 @@ class MMPPWorkload:
         n_states = self.rates.shape[0]
         cycle = float(self.mean_durations.mean())
         while self._path_end <= until:
-            batch = max(16, int(1.25 * (until - self._path_end) / cycle) + 1)
+            # Enough segments to pass `until` in one go (usually), bounded to cap memory per step.
+            batch = min(1 << 20, max(16, int(1.25 * (until - self._path_end) / cycle) + 1))
             offsets = 1 + np.floor(self._jump_rng.random(batch) * (n_states - 1)).astype(np.int64)
             steps = np.concatenate(([0], np.cumsum(offsets[:-1])))
             states = (self._next_state + steps) % n_states
             holds = self._hold_rng.standard_exponential(batch) * self.mean_durations[states]
             ends = self._path_end + np.cumsum(holds)
-            self._starts = np.concatenate((self._starts, [self._path_end], ends[:-1]))
-            self._states = np.concatenate((self._states, states))
+            self._append(np.concatenate(([self._path_end], ends[:-1])), states)
             self._path_end = float(ends[-1])
             self._next_state = int((states[-1] + offsets[-1]) % n_states)
+
+    def _append(self, starts: np.ndarray, states: np.ndarray) -> None:
+        needed = self._count + starts.shape[0]
+        if needed > self._starts.shape[0]:
+            capacity = max(needed, 2 * self._starts.shape[0])
+            self._starts = np.resize(self._starts, capacity)
+            self._states = np.resize(self._states, capacity)
+        self._starts[self._count : needed] = starts
+        self._states[self._count : needed] = states
+        self._count = needed
+
+    def _path(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._starts[: self._count], self._states[: self._count]
 
     def arrivals(self, start: float, end: float) -> Arrivals:
         """Arrivals in ``[start, end)``."""
@@ -208,10 +222,11 @@ class MMPPWorkload:
         if end == start:
             return Arrivals.empty()
         self._extend_path(end)
-        first = int(np.searchsorted(self._starts, start, side="right")) - 1
-        last = int(np.searchsorted(self._starts, end, side="left"))
-        edges = np.concatenate(([start], self._starts[first + 1 : last], [end]))
-        expected = self.rates[self._states[first:last]] * np.diff(edges)
+        seg_starts, seg_states = self._path()
+        first = int(np.searchsorted(seg_starts, start, side="right")) - 1
+        last = int(np.searchsorted(seg_starts, end, side="left"))
+        edges = np.concatenate(([start], seg_starts[first + 1 : last], [end]))
+        expected = self.rates[seg_states[first:last]] * np.diff(edges)
         return unkeyed_arrivals(self._rng, poisson_in_bins(self._rng, edges, expected))
 
     def rate(self, t: np.ndarray) -> np.ndarray:
@@ -221,8 +236,9 @@ class MMPPWorkload:
         finite = t[np.isfinite(t)]
         if finite.size:
             self._extend_path(float(finite.max()))
-        i = np.clip(np.searchsorted(self._starts, t, side="right") - 1, 0, None)
-        return self.rates[self._states[i]]
+        seg_starts, seg_states = self._path()
+        i = np.clip(np.searchsorted(seg_starts, t, side="right") - 1, 0, None)
+        return self.rates[seg_states[i]]
 
 
 def build_synthetic(
