@@ -34,6 +34,9 @@ def parse_duration(value: object) -> float:
         seconds = float(value)
     elif isinstance(value, str):
         text = value.strip().lower()
+        # Keep a sign so "-5s" reaches the field's own bound check ("must be > 0").
+        sign = -1.0 if text.startswith("-") else 1.0
+        text = text.lstrip("+-").strip()
         try:
             seconds = float(text)
         except ValueError:
@@ -48,6 +51,7 @@ def parse_duration(value: object) -> float:
                 raise ValueError(
                     f"expected a duration such as 90s, 5m, 2h or 250ms, got {value!r}"
                 ) from None
+        seconds *= sign
     else:
         raise ValueError(f"expected a duration such as 90s, 5m or 2h, got {value!r}")
     if not math.isfinite(seconds):

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tidal.config.fields import Duration
 from tidal.core.errors import TidalInputError
@@ -33,8 +33,8 @@ class PolicyConfig(BaseModel):
 
 class StabilizationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    up_window: Duration = 0.0
-    down_window: Duration = 300.0
+    up_window: Duration = Field(0.0, ge=0)
+    down_window: Duration = Field(300.0, ge=0)
 
 
 ConfigT = TypeVar("ConfigT", bound=PolicyConfig)
@@ -82,9 +82,12 @@ def validate_policy_block(block: Mapping[str, Any], where: str = "policy") -> tu
     stabilization_block = params.pop("stabilization", None)
     try:
         config = entry.config_model.model_validate(params)
-        stabilization = None if stabilization_block is None else StabilizationConfig.model_validate(stabilization_block)
     except ValidationError as exc:
         raise TidalInputError(*_first_error(exc, where)) from None
+    try:
+        stabilization = None if stabilization_block is None else StabilizationConfig.model_validate(stabilization_block)
+    except ValidationError as exc:
+        raise TidalInputError(*_first_error(exc, f"{where}.stabilization")) from None
     return name, config, stabilization
 
 

@@ -104,7 +104,12 @@ class Simulation:
         self.history = MetricsHistory(retention_s=max(3600.0, 10 * scenario.control.sync_period))
 
     # ------------------------------------------------------------------ arrivals
-    def _chunks(self):
+    def requests(self):
+        """Yield the run's requests chunk by chunk: ``(start, end, times, service_times, keys)``.
+
+        The stream depends only on the scenario and seed (not on the policy), so every policy
+        replays identical requests; benchmarks use it to feed a reference model the same input.
+        """
         chunk = self.tick * max(1, round(CHUNK_SECONDS / self.tick))
         svc = self.scenario.service
         t = 0.0
@@ -132,7 +137,7 @@ class Simulation:
         lag = sc.control.metrics_lag
         delay = sc.control.actuation_delay
         decisions = 0
-        chunks = self._chunks()
+        chunks = self.requests()
         c_start, c_end, times, service, keys = next(chunks)
         report_every = max(1, self.n_ticks // 200)
         for k in range(self.n_ticks):
