@@ -1,0 +1,82 @@
+"""What policies observe in the simulator: pods, resource usage, metrics timing, actuation delay."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import make_scenario
+from tidal.config.scenario import ResourceSpec
+from tidal.core.types import Decision, Observation
+from tidal.policy.base import Policy
+from tidal.sim import Simulation
+
+
+class Recorder(Policy):
+    """Holds a fixed count and keeps every observation."""
+
+    name = "recorder"
+
+    def __init__(self, replicas: int, schedule: dict[float, int] | None = None) -> None:
+        self.replicas = replicas
+        self.schedule = schedule or {}
+        self.seen: list[Observation] = []
+
+    def decide(self, obs: Observation) -> Decision:
+        self.seen.append(obs)
+        self.replicas = self.schedule.get(obs.time, self.replicas)
+        return Decision(self.replicas)
+
+
+def test_pods_report_cpu_usage_from_the_resource_model():
+    # 2 replicas x 4 slots, 40 req/s x 0.1 s = 4 busy slots in total -> 2 busy slots per pod.
+    scenario = make_scenario(rate=40.0, service=0.1, replicas=2, concurrency=4, duration=600,
+                             balancer="round_robin")
+    svc = scenario.service.model_copy(update={"resources": {
+        "cpu": ResourceSpec(request=2.0, idle=0.1, per_busy_slot=0.5)}})
+    policy = Recorder(2)
+    Simulation(scenario.model_copy(update={"service": svc}), policy).run()
+    late = [obs for obs in policy.seen if obs.time >= 120]
+    usage = [pod.usage["cpu"] for obs in late for pod in obs.pods]
+    assert sum(usage) / len(usage) == pytest.approx(0.1 + 0.5 * 2.0, rel=0.05)
+    assert all(pod.requests["cpu"] == 2.0 for obs in late for pod in obs.pods)
+    cpu_pct = [obs.metrics.last("cpu_utilization") for obs in late]
+    assert sum(cpu_pct) / len(cpu_pct) == pytest.approx(100 * 1.1 / 2.0, rel=0.05)
+    assert late[-1].metrics.last("utilization") == pytest.approx(0.5, rel=0.15)
+    assert late[-1].metrics.last("rps") == pytest.approx(40.0, rel=0.2)
+
+
+def test_metrics_lag_and_scrape_interval():
+    scenario = make_scenario(rate=10.0, replicas=1, duration=300,
+                             control={"sync_period": 10.0, "scrape_interval": 5.0, "metrics_lag": 20.0})
+    policy = Recorder(1)
+    Simulation(scenario, policy).run()
+    for obs in policy.seen:
+        times, _ = obs.metrics.series("rps")
+        assert (times <= obs.time - 20.0 + 1e-9).all()
+    assert [obs.time for obs in policy.seen[:3]] == [0.0, 10.0, 20.0]
+    # Scrapes every 5 s; at t=290 the newest visible sample is the one taken at 270.
+    last = policy.seen[-1]
+    assert last.time == 290.0
+    times, _ = last.metrics.series("rps", 60.0)
+    assert list(times[-3:]) == [260.0, 265.0, 270.0]
+
+
+def test_actuation_delay_and_cold_start_show_in_counts():
+    scenario = make_scenario(rate=1.0, replicas=1, duration=300, control={"actuation_delay": 20.0})
+    svc = scenario.service.model_copy(update={"cold_start": scenario.service.cold_start.model_copy(update={"mean": 30.0})})
+    policy = Recorder(1, schedule={60.0: 3})
+    Simulation(scenario.model_copy(update={"service": svc}), policy).run()
+    by_time = {obs.time: obs for obs in policy.seen}
+    assert by_time[75.0].replicas == 1 and by_time[75.0].starting == 0  # not yet actuated (t=80)
+    assert by_time[90.0].replicas == 3 and by_time[90.0].starting == 2 and by_time[90.0].ready == 1
+    assert by_time[120.0].ready == 3  # ready at 80 + 30
+    pod_ready = [p.ready_at for p in by_time[120.0].pods]
+    assert sorted(pod_ready) == pytest.approx([0.0, 110.0, 110.0])
+
+
+def test_mismatched_scrape_interval_is_an_error():
+    from tidal.core.errors import TidalInputError
+
+    scenario = make_scenario(duration=60, control={"sync_period": 15.0, "scrape_interval": 10.0})
+    with pytest.raises(TidalInputError, match="control.scrape_interval"):
+        Simulation(scenario)
