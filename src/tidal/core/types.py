@@ -35,8 +35,9 @@ class PodSample:
 
     ``requests`` and ``usage`` map a resource name (``cpu`` in cores, ``memory`` in MiB, ``gpu``
     in devices) to the pod's request and to its mean usage over the last scrape window, the way
-    Kubernetes' metrics-server reports a pod. ``in_flight`` counts requests in the replica
-    (queued + running) at the scrape.
+    Kubernetes' metrics-server reports a pod. ``usage_time`` is when that usage was scraped and
+    ``usage_window`` the window it averages (``None`` / 0 before the first scrape).
+    ``in_flight`` counts requests in the replica (queued + running) at the decision.
     """
 
     id: int
@@ -47,6 +48,8 @@ class PodSample:
     requests: Mapping[str, float] = field(default_factory=dict)
     usage: Mapping[str, float] = field(default_factory=dict)
     draining: bool = False
+    usage_time: float | None = None
+    usage_window: float = 0.0
 
 
 class MetricsHistory:

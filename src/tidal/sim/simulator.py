@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -102,6 +103,9 @@ class Simulation:
         self.pool = ReplicaPool(self.state, svc, self.replica_rng)
         self.resources = resource_models(svc)
         self.history = MetricsHistory(retention_s=max(3600.0, 10 * scenario.control.sync_period))
+        # Per-pod usage snapshots (scrape time, window, {replica uid: usage}), kept as long as the
+        # metrics lag needs, so pods are seen with the same delay as the metrics.
+        self._pod_snapshots: deque[tuple[float, float, dict[int, dict[str, float]]]] = deque()
 
     # ------------------------------------------------------------------ arrivals
     def requests(self):
@@ -225,7 +229,10 @@ class Simulation:
                 pct = [100.0 * usage[resource] / self.resources[resource].request for _, usage in pods]
                 values[f"{resource}_utilization"] = float(np.mean(pct))
         self.history.record(t, values)
-        self._last_pods = (t, cand.copy(), {int(r): usage for r, usage in pods})
+        self._pod_snapshots.append((t, window, {int(self.state.uid[r]): usage for r, usage in pods}))
+        horizon = t - self.scenario.control.metrics_lag
+        while len(self._pod_snapshots) > 1 and self._pod_snapshots[1][0] <= horizon:
+            self._pod_snapshots.popleft()
 
     def _pod_usage(self, t: float, cand: np.ndarray, acc: _ScrapeAccumulator) -> list[tuple[int, dict[str, float]]]:
         """Mean usage per ready pod over the scrape window, as metrics-server reports it."""
@@ -234,8 +241,9 @@ class Simulation:
         for r in cand:
             if self.pool.ready_at[r] > t or not self.pool.alive[r]:
                 continue
-            busy = acc.busy_by_slot.get(int(r), 0.0) / window
-            insys = acc.insys_by_slot.get(int(r), 0.0) / window
+            uid = int(self.state.uid[r])
+            busy = acc.busy_by_uid.get(uid, 0.0) / window
+            insys = acc.insys_by_uid.get(uid, 0.0) / window
             usage = {
                 name: m.idle + m.per_busy_slot * busy + m.per_request * insys
                 for name, m in self.resources.items()
@@ -246,8 +254,11 @@ class Simulation:
     def _observe(self, t: float, lag: float) -> Observation:
         pool = self.pool
         ready, starting, _ = pool.counts(t)
-        last = getattr(self, "_last_pods", None)
-        usage_by_slot = last[2] if last else {}
+        usage_time, usage_window, usage_by_uid = None, 0.0, {}
+        for snap_time, snap_window, snap in reversed(self._pod_snapshots):
+            if snap_time <= t - lag:
+                usage_time, usage_window, usage_by_uid = snap_time, snap_window, snap
+                break
         in_flight = {}
         cand = pool.candidates()
         if len(cand):
@@ -256,16 +267,20 @@ class Simulation:
         requests = {name: m.request for name, m in self.resources.items()}
         for r in cand.tolist():
             is_ready = pool.ready_at[r] <= t and math.isinf(pool.drain_at[r])
+            uid = int(self.state.uid[r])
+            usage = usage_by_uid.get(uid)
             pods.append(
                 PodSample(
-                    id=int(self.state.uid[r]),
+                    id=uid,
                     ready=is_ready,
                     started_at=float(pool.created_at[r]),
                     ready_at=float(pool.ready_at[r]) if pool.ready_at[r] <= t else None,
                     in_flight=int(in_flight.get(r, 0)),
                     requests=requests,
-                    usage=usage_by_slot.get(r, {}),
+                    usage=usage or {},
                     draining=not math.isinf(pool.drain_at[r]),
+                    usage_time=usage_time if usage else None,
+                    usage_window=usage_window if usage else 0.0,
                 )
             )
         return Observation(time=t, replicas=pool.spec, ready=ready, starting=starting, pods=pods,
@@ -283,8 +298,8 @@ class _ScrapeAccumulator:
         self.insys = 0.0
         self.serving = 0.0
         self.hist = np.zeros(n_buckets, dtype=np.int64)
-        self.busy_by_slot: dict[int, float] = {}
-        self.insys_by_slot: dict[int, float] = {}
+        self.busy_by_uid: dict[int, float] = {}
+        self.insys_by_uid: dict[int, float] = {}
 
     def add(self, st: DataPlaneState, cand: np.ndarray, seconds: float, serving: float) -> None:
         c = st.counters
@@ -298,9 +313,9 @@ class _ScrapeAccumulator:
             insys = st.insys[cand]
             self.busy += float(busy.sum())
             self.insys += float(insys.sum())
-            for r, b, q in zip(cand.tolist(), busy.tolist(), insys.tolist(), strict=True):
-                self.busy_by_slot[r] = self.busy_by_slot.get(r, 0.0) + b
-                self.insys_by_slot[r] = self.insys_by_slot.get(r, 0.0) + q
+            for uid, b, q in zip(st.uid[cand].tolist(), busy.tolist(), insys.tolist(), strict=True):
+                self.busy_by_uid[uid] = self.busy_by_uid.get(uid, 0.0) + b
+                self.insys_by_uid[uid] = self.insys_by_uid.get(uid, 0.0) + q
 
 
 def simulate(scenario: Scenario, policy: Policy | None = None, *, seed: int | None = None,
