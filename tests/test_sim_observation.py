@@ -67,7 +67,8 @@ def test_actuation_delay_and_cold_start_show_in_counts():
     policy = Recorder(1, schedule={60.0: 3})
     Simulation(scenario.model_copy(update={"service": svc}), policy).run()
     by_time = {obs.time: obs for obs in policy.seen}
-    assert by_time[75.0].replicas == 1 and by_time[75.0].starting == 0  # not yet actuated (t=80)
+    # The spec changes when decided (t=60); the pool follows when actuated (t=80).
+    assert by_time[75.0].replicas == 3 and by_time[75.0].starting == 0 and by_time[75.0].ready == 1
     assert by_time[90.0].replicas == 3 and by_time[90.0].starting == 2 and by_time[90.0].ready == 1
     assert by_time[120.0].ready == 3  # ready at 80 + 30
     pod_ready = [p.ready_at for p in by_time[120.0].pods]

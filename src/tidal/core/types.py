@@ -120,7 +120,8 @@ class MetricsWindow:
 class Observation:
     """What a policy sees at one decision point.
 
-    ``replicas`` is the current spec (desired count last actuated), ``ready`` the replicas serving,
+    ``replicas`` is the current spec (the count last decided, as in a Deployment's
+    ``spec.replicas``; the pool follows after any actuation delay), ``ready`` the replicas serving,
     ``starting`` those pending or cold-starting. ``pods`` has one sample per live replica.
     """
 

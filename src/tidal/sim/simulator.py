@@ -135,6 +135,7 @@ class Simulation:
         st = self.state
         pool.create(0.0, sc.replicas.initial_count, cold=False)
         pool.spec = sc.replicas.initial_count
+        self._spec = pool.spec
         table = TickTable(self.n_ticks)
         pending: list[tuple[float, int]] = []  # (actuation time, desired)
         scrape = _ScrapeAccumulator(st.hist_tick.shape[0])
@@ -152,6 +153,9 @@ class Simulation:
                 decision = self.policy.decide(obs)
                 decisions += 1
                 table.desired[k] = decision.replicas
+                # Like a Deployment's spec.replicas, the decided count is the spec at once; the
+                # pool follows after the actuation delay.
+                self._spec = decision.replicas
                 if delay <= 0:
                     pool.scale_to(t0, decision.replicas)
                 else:
@@ -283,7 +287,7 @@ class Simulation:
                     usage_window=usage_window if usage else 0.0,
                 )
             )
-        return Observation(time=t, replicas=pool.spec, ready=ready, starting=starting, pods=pods,
+        return Observation(time=t, replicas=self._spec, ready=ready, starting=starting, pods=pods,
                            metrics=self.history.view(t, lag))
 
 
