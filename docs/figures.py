@@ -1,6 +1,6 @@
 """Regenerate the README's results table and figure from the demo scenario.
 
-Run: ``.venv/bin/python docs/figures.py`` (needs matplotlib: ``pip install -e '.[docs]'``).
+Run: ``.venv/bin/python docs/figures.py``.
 Prints a Markdown table and writes ``docs/img/demo_replicas.png``.
 """
 

@@ -81,4 +81,4 @@ def test_trace_path_resolves_against_scenario_folder(tmp_path):
     (tmp_path / "sub").mkdir()
     path = tmp_path / "sub" / "s.yaml"
     path.write_text("workload: {kind: trace, path: ../t.csv}\nservice: {service_time: 1s}\n")
-    assert load_scenario(path).workload.path == tmp_path / "sub" / ".." / "t.csv"
+    assert load_scenario(path).workload.path == (tmp_path / "sub" / ".." / "t.csv").absolute()

@@ -56,7 +56,8 @@ def scenario_from_dict(
         raise TidalInputError(*describe_validation_error(exc, source)) from None
     workload = scenario.workload
     if getattr(workload, "kind", None) == "trace" and base_dir is not None and not workload.path.is_absolute():
-        workload = workload.model_copy(update={"path": (Path(base_dir) / workload.path)})
+        # Absolute, so the scenario still finds its trace from another folder or process.
+        workload = workload.model_copy(update={"path": (Path(base_dir) / workload.path).absolute()})
         scenario = scenario.model_copy(update={"workload": workload})
     return scenario
 

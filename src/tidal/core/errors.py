@@ -14,3 +14,7 @@ class TidalInputError(ValueError):
         self.where = where
         self.problem = problem
         super().__init__(f"{where}: {problem}" if where else problem)
+
+    def __reduce__(self):
+        # Two-argument constructor: tell pickle how to rebuild it (errors cross process pools).
+        return (TidalInputError, (self.where, self.problem))
