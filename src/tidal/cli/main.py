@@ -32,6 +32,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from tidal.cli import compare as compare_cmd
+    from tidal.cli import plan as plan_cmd
     from tidal.cli import simulate as simulate_cmd
 
     parser = _Parser(prog="tidal", description="Elastic scaling for AI services: simulate and run autoscaling policies.")
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     simulate_cmd.add_commands(sub)
     compare_cmd.add_commands(sub)
+    plan_cmd.add_commands(sub)
     return parser
 
 
