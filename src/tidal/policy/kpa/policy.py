@@ -25,6 +25,7 @@ from tidal.policy.base import Policy
 from tidal.policy.kpa.collector import MetricCollection, StableAndPanic, observed_stats
 from tidal.policy.kpa.config import KPAConfig
 from tidal.policy.kpa.decider import Autoscaler, ScaleResult
+from tidal.policy.kpa.resources import BUCKET_SIZE
 from tidal.policy.kpa.scaler import SCALE_UNKNOWN, PAStatus, ScaleOutcome, SKSStatus, scale
 from tidal.policy.kpa.status import (
     MIN_ACTIVATORS,
@@ -99,11 +100,27 @@ class KPAPolicy(Policy):
         return Decision(replicas, reason=self._reason(result, outcome, obs.ready))
 
     def _feed(self, obs: Observation) -> None:
+        previous: float | None = None
         for t, concurrency, rps in observed_stats(obs.metrics, self._fed_until, self.config.stable_window):
-            self.collection.record("concurrency", t, concurrency)
-            self.collection.record("rps", t, rps)
+            # Knative scrapes every second. A coarser scrape (e.g. 15 s) reports the mean over its
+            # interval, so it stands for one sample per second of that interval: fill them all,
+            # or the windows would average in empty seconds and read far too low.
+            gap = self._sample_gap(obs, t, previous)
+            for k in range(max(1, min(int(round(gap / BUCKET_SIZE)), int(self.config.stable_window)))):
+                self.collection.record("concurrency", t - k * BUCKET_SIZE, concurrency)
+                self.collection.record("rps", t - k * BUCKET_SIZE, rps)
+            previous = t
         self._fed_until = obs.metrics.visible_until if self._fed_until is None else max(
             self._fed_until, obs.metrics.visible_until)
+
+    @staticmethod
+    def _sample_gap(obs: Observation, t: float, previous: float | None) -> float:
+        """Seconds one scraped sample covers: the spacing of the metric series around ``t``."""
+        if previous is not None:
+            return t - previous
+        times, _ = obs.metrics.series("concurrency", None)
+        earlier = times[times < t]
+        return float(t - earlier[-1]) if len(earlier) else BUCKET_SIZE
 
     def _tick(self, now: float, ready: int) -> ScaleResult:
         assert self.decider is not None
