@@ -19,7 +19,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(BIN)/tidal compare examples/azure_llm_conv.yaml --policies-file examples/demo_policies.yaml --out results/demo
+	$(BIN)/tidal compare examples/azure_llm_conv.yaml --policies-file examples/policies/demo.yaml --out results/demo
 
 test: $(VENV)/.installed-test browser
 	$(BIN)/python -m pytest

@@ -32,6 +32,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from tidal.cli import compare as compare_cmd
+    from tidal.cli import export as export_cmd
     from tidal.cli import plan as plan_cmd
     from tidal.cli import simulate as simulate_cmd
 
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate_cmd.add_commands(sub)
     compare_cmd.add_commands(sub)
     plan_cmd.add_commands(sub)
+    export_cmd.add_commands(sub)
     return parser
 
 

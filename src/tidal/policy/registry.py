@@ -109,4 +109,4 @@ def _first_error(exc: ValidationError, where: str) -> tuple[str, str]:
     message = err["msg"]
     if err["type"] == "extra_forbidden":
         message = "unknown key"
-    return path, message
+    return path, message.removeprefix("Value error, ")

@@ -10,7 +10,8 @@ KEDA's own split:
 * :mod:`~tidal.policy.keda.fallback` -- per-metric health and fallback replicas;
 * :mod:`~tidal.policy.keda.modifiers` and :mod:`~tidal.policy.keda.expr` -- scaling-modifier
   formulas, evaluated by a small safe expression evaluator;
-* :mod:`~tidal.policy.keda.hpa` -- the HPA math KEDA delegates 1 <-> N to (local stand-in);
+* :mod:`~tidal.policy.keda.hpa` -- the HPA KEDA generates for 1 <-> N, run by the shared
+  Kubernetes HPA (:mod:`tidal.policy.hpa`);
 * :mod:`~tidal.policy.keda.scaledjob` -- ScaledJob strategies (default, custom, accurate, eager);
 * :mod:`~tidal.policy.keda.policy` -- the ``keda`` policy tying them together.
 """

@@ -1,243 +1,174 @@
-"""The slice of the Kubernetes HPA that KEDA's 1 <-> N scaling runs on.
+"""The HPA that KEDA generates for a ScaledObject, run by tidal's shared Kubernetes HPA.
 
-KEDA does not size a workload between 1 and N itself: it generates an HPA with one External
-metric per trigger (AverageValue or Value targets) and serves the values. This module is a
-*local stand-in* for that HPA -- replica proposals for External (and simplified Resource)
-metrics, the multi-metric rules, and the normalisation (stabilisation, scale-up limit or
-``behavior`` rate policies) -- written from ``k8s: pkg/controller/podautoscaler/
-replica_calculator.go`` and ``horizontal.go``. The shared HPA lives in ``tidal.policy.hpa``;
-the lead will point this module at it, and its names mirror Kubernetes' so the swap is local.
+KEDA does not size a workload between 1 and N itself. It creates an HPA (KEDA
+``controllers/keda/hpa.go``) and serves that HPA's External metrics; the Kubernetes controller
+does the rest. This module is the thin adapter between the two:
 
-Simplification: Resource (cpu/memory) proposals use the ready pods that have usage samples and
-skip the HPA's missing-pod and not-yet-ready-pod corrections.
+* :func:`generated_hpa_spec` builds the HPA KEDA would create: one External metric per trigger
+  (``s<index>-<name>``, AverageValue or Value target) or the one ``composite-metric`` of the
+  scaling modifiers, a Resource metric per cpu/memory trigger, ``minReplicas =
+  max(1, minReplicaCount)``, ``maxReplicas = maxReplicaCount`` and the ScaledObject's
+  ``behavior``, with the paused-scale-in/out annotations as ``selectPolicy: Disabled``;
+* :class:`KedaMetricsSource` answers the controller's metric requests: pods and resource usage
+  come from the observation (:mod:`tidal.policy.hpa.adapter`), External metric values from
+  KEDA's metrics server (the policy's scaler query, fallback included);
+* :class:`GeneratedHPA` holds the shared :class:`~tidal.policy.hpa.controller.HPAController`
+  and its memory, so the maths (replica calculator, tolerances, stabilization, rate limits) is
+  exactly the ``hpa`` policy's.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from tidal.policy.keda.config import HPABehavior, HPAScalingPolicy, HPAScalingRules
-
-#: Kubernetes' default HPA tolerance (``--horizontal-pod-autoscaler-tolerance``).
-TOLERANCE = 0.1
-#: Controller default downscale stabilisation window (``--horizontal-pod-autoscaler-downscale-stabilization``).
-DOWNSCALE_STABILIZATION_S = 300.0
-
-
-def within_tolerance(ratio: float, down: float = TOLERANCE, up: float = TOLERANCE) -> bool:
-    """``Tolerances.isWithin``: ``1 - down <= ratio <= 1 + up`` (NaN is never within)."""
-    return (1.0 - down) <= ratio <= (1.0 + up)
-
-
-def _ratio(numerator: float, denominator: float) -> float:
-    # Go float division: x/0 = +Inf, 0/0 = NaN.
-    if denominator == 0:
-        return math.nan if numerator == 0 else math.inf
-    return numerator / denominator
-
-
-# --------------------------------------------------------------------------- proposals
-
-
-def external_average_value_replicas(usage_milli: int, target_milli: int, status_replicas: int,
-                                    down: float = TOLERANCE, up: float = TOLERANCE) -> int:
-    """``GetExternalPerPodMetricReplicas``: ``ceil(usage / target)`` unless within tolerance
-    of ``usage / (target x statusReplicas)``; the replica count only enters the tolerance test."""
-    ratio = _ratio(float(usage_milli), float(target_milli) * status_replicas)
-    if within_tolerance(ratio, down, up):
-        return status_replicas
-    return math.ceil(usage_milli / target_milli)
-
-
-def external_value_replicas(usage_milli: int, target_milli: int, current_replicas: int, ready_pods: int,
-                            down: float = TOLERANCE, up: float = TOLERANCE) -> int:
-    """``GetExternalMetricReplicas`` -> ``getUsageRatioReplicaCount``: ``ceil(ratio x readyPods)``."""
-    ratio = usage_milli / target_milli
-    if current_replicas == 0:
-        return math.ceil(ratio)
-    if within_tolerance(ratio, down, up):
-        return current_replicas
-    return math.ceil(ratio * ready_pods)
-
-
-def resource_replicas(usages: list[float], requests: list[float], target: float, metric_type: str,
-                      current_replicas: int, down: float = TOLERANCE, up: float = TOLERANCE) -> int | None:
-    """Simplified ``GetResourceReplicas`` / ``GetRawResourceReplicas`` over ready pods with
-    samples: Utilization is ``sum(usage) / sum(request) x 100`` against a percent target,
-    AverageValue the mean usage against a per-pod target. ``None`` without samples."""
-    if not usages:
-        return None
-    if metric_type == "Utilization":
-        total_request = sum(requests)
-        if total_request <= 0:
-            return None
-        ratio = (sum(usages) * 100.0 / total_request) / target
-    else:
-        ratio = (sum(usages) / len(usages)) / target
-    if within_tolerance(ratio, down, up):
-        return current_replicas
-    return math.ceil(ratio * len(usages))
-
-
-def combine_proposals(proposals: list[int], invalid: int, spec_replicas: int) -> int | None:
-    """``computeReplicasForMetrics``: the max over valid metrics; ``None`` (keep the current
-    size) if every metric is invalid, or some are and the others would scale down."""
-    if not proposals:
-        return None
-    best = max(proposals)
-    if invalid > 0 and best < spec_replicas:
-        return None
-    return best
-
-
-# --------------------------------------------------------------------------- behavior
-
-_DEFAULT_UP_POLICIES = (HPAScalingPolicy(type="Pods", value=4, periodSeconds=15),
-                        HPAScalingPolicy(type="Percent", value=100, periodSeconds=15))
-_DEFAULT_DOWN_POLICIES = (HPAScalingPolicy(type="Percent", value=100, periodSeconds=15),)
+from tidal.core.types import Observation
+from tidal.policy.hpa.adapter import ObservationSource, to_milli
+from tidal.policy.hpa.behavior import DISABLED, Behavior, ScalingPolicy, ScalingRules
+from tidal.policy.hpa.controller import HPAController, ReconcileResult
+from tidal.policy.hpa.errors import MetricError
+from tidal.policy.hpa.history import HPAState
+from tidal.policy.hpa.spec import EXTERNAL, RESOURCE, ControllerSettings, HPASpec, MetricSpec, MetricTarget
+from tidal.policy.keda.config import HPABehavior, HPAScalingRules, KedaConfig
+from tidal.policy.keda.scalers import ScalerSpec
 
 
 @dataclass(frozen=True, slots=True)
-class Rules:
-    """``HPAScalingRules`` with Kubernetes' defaults filled in."""
+class ExternalMetric:
+    """One External metric of the generated HPA: its name, target type and target value."""
 
-    stabilization_s: float
-    select_policy: str
-    policies: tuple[HPAScalingPolicy, ...]
-    tolerance: float
+    name: str
+    metric_type: str  # "AverageValue" or "Value"
+    target: float
+
+    @property
+    def target_milli(self) -> int:
+        # KEDA hands the HPA resource.NewMilliQuantity(int64(target * 1000)): truncated.
+        return int(self.target * 1000)
 
 
-def resolve_behavior(behavior: HPABehavior | None, pause_in: bool, pause_out: bool) -> tuple[Rules, Rules] | None:
-    """Defaults of ``autoscaling/v2`` behavior, with KEDA's paused-scale-in/out annotations
-    setting ``selectPolicy: Disabled``. ``None`` = no behavior (legacy normalisation)."""
-    if behavior is None and not pause_in and not pause_out:
+@dataclass(frozen=True, slots=True)
+class ExternalValue:
+    """KEDA's answer for one External metric: a value, or the error that fails the request."""
+
+    value: float | None
+    error: str | None = None
+
+
+# --------------------------------------------------------------------------- the generated spec
+
+
+def generated_behavior(behavior: HPABehavior | None, pause_scale_in: bool, pause_scale_out: bool) -> Behavior | None:
+    """``spec.behavior`` as KEDA writes it; the controller defaults the unset fields.
+
+    ``autoscaling.keda.sh/paused-scale-in`` sets ``scaleDown.selectPolicy: Disabled`` and
+    ``paused-scale-out`` ``scaleUp.selectPolicy: Disabled``, creating the behavior if needed.
+    """
+    if behavior is None and not pause_scale_in and not pause_scale_out:
         return None
-    up = (behavior.scaleUp if behavior else None) or HPAScalingRules()
-    down = (behavior.scaleDown if behavior else None) or HPAScalingRules()
-    up_rules = Rules(
-        float(up.stabilizationWindowSeconds or 0),
-        "Disabled" if pause_out else (up.selectPolicy or "Max"),
-        tuple(up.policies) if up.policies else _DEFAULT_UP_POLICIES,
-        TOLERANCE if up.tolerance is None else up.tolerance,
+    up = _rules(behavior.scaleUp if behavior else None, pause_scale_out)
+    down = _rules(behavior.scaleDown if behavior else None, pause_scale_in)
+    return Behavior(up, down)
+
+
+def _rules(rules: HPAScalingRules | None, paused: bool) -> ScalingRules | None:
+    if rules is None and not paused:
+        return None
+    rules = rules or HPAScalingRules()
+    policies = None if rules.policies is None else tuple(
+        ScalingPolicy(p.type, p.value, p.periodSeconds) for p in rules.policies)
+    return ScalingRules(
+        stabilization_window_seconds=rules.stabilizationWindowSeconds,
+        select_policy=DISABLED if paused else rules.selectPolicy,
+        policies=policies,
+        tolerance=rules.tolerance,
     )
-    down_rules = Rules(
-        DOWNSCALE_STABILIZATION_S if down.stabilizationWindowSeconds is None else float(down.stabilizationWindowSeconds),
-        "Disabled" if pause_in else (down.selectPolicy or "Max"),
-        tuple(down.policies) if down.policies else _DEFAULT_DOWN_POLICIES,
-        TOLERANCE if down.tolerance is None else down.tolerance,
-    )
-    return up_rules, down_rules
 
 
-@dataclass
-class HPAState:
-    """The controller's memory for one HPA: recommendations and (with behavior) scale events."""
-
-    recommendations: list[tuple[float, int]] = field(default_factory=list)
-    up_events: list[tuple[float, int]] = field(default_factory=list)
-    down_events: list[tuple[float, int]] = field(default_factory=list)
-    #: Whether the first sync has recorded the initial size (``recordInitialRecommendation``).
-    initialized: bool = False
-
-    def to_json(self) -> dict:
-        return {"recommendations": [list(r) for r in self.recommendations],
-                "up_events": [list(e) for e in self.up_events],
-                "down_events": [list(e) for e in self.down_events],
-                "initialized": self.initialized}
-
-    @classmethod
-    def from_json(cls, data: dict) -> HPAState:
-        def pairs(key: str) -> list[tuple[float, int]]:
-            return [(float(t), int(n)) for t, n in data.get(key, [])]
-
-        return cls(pairs("recommendations"), pairs("up_events"), pairs("down_events"),
-                   bool(data.get("initialized", False)))
-
-    def record_initial(self, current: int, now: float) -> None:
-        """``recordInitialRecommendation``: the first sync remembers the current size, which is
-        why a new HPA does not scale down within its first stabilisation window."""
-        if not self.initialized:
-            self.initialized = True
-            self.recommendations.append((now, current))
-
-    def prune(self, now: float, horizon_s: float) -> None:
-        cutoff = now - horizon_s
-        self.recommendations = [r for r in self.recommendations if r[0] >= cutoff]
-        self.up_events = [e for e in self.up_events if e[0] >= cutoff]
-        self.down_events = [e for e in self.down_events if e[0] >= cutoff]
+def resource_metric_spec(scaler: ScalerSpec) -> MetricSpec:
+    """A cpu/memory trigger as a Resource metric (Utilization in percent, or AverageValue)."""
+    if scaler.metric_type == "Utilization":
+        # The HPA's averageUtilization is an int32 percentage.
+        target = MetricTarget("Utilization", average_utilization=int(scaler.target))
+    else:
+        # tidal units (cores, MiB) -> Kubernetes milli-units of the base unit (cores, bytes).
+        target = MetricTarget("AverageValue", average_value_milli=to_milli(scaler.source, scaler.target))
+    return MetricSpec(RESOURCE, scaler.source, target)
 
 
-def _change_in_period(events: list[tuple[float, int]], now: float, period_s: float) -> int:
-    cutoff = now - period_s
-    return sum(n for t, n in events if t > cutoff)
+def external_metric_spec(metric: ExternalMetric) -> MetricSpec:
+    if metric.metric_type == "Value":
+        return MetricSpec(EXTERNAL, metric.name, MetricTarget("Value", value_milli=metric.target_milli))
+    return MetricSpec(EXTERNAL, metric.name, MetricTarget("AverageValue", average_value_milli=metric.target_milli))
 
 
-def _scale_up_limit(current: int, state: HPAState, rules: Rules, now: float) -> int:
-    if rules.select_policy == "Disabled":
-        return current
-    pick = min if rules.select_policy == "Min" else max
-    result: int | None = None
-    for policy in rules.policies:
-        start = (current - _change_in_period(state.up_events, now, policy.periodSeconds)
-                 + _change_in_period(state.down_events, now, policy.periodSeconds))
-        if policy.type == "Pods":
-            proposed = start + policy.value
-        else:  # rounded up so a small percentage can still add a replica
-            proposed = math.ceil(start * (1 + policy.value / 100.0))
-        result = proposed if result is None else pick(result, proposed)
-    return current if result is None else result
+def generated_hpa_spec(config: KedaConfig, resource: Sequence[ScalerSpec], external: Sequence[ExternalMetric],
+                       behavior: Behavior | None) -> HPASpec:
+    """The HPA KEDA creates; its metric specs are sorted by type (External before Resource)."""
+    metrics = [external_metric_spec(m) for m in external] + [resource_metric_spec(s) for s in resource]
+    return HPASpec(max_replicas=config.hpa_max, min_replicas=config.hpa_min, metrics=tuple(metrics),
+                   behavior=behavior)
 
 
-def _scale_down_limit(current: int, state: HPAState, rules: Rules, now: float) -> int:
-    if rules.select_policy == "Disabled":
-        return current
-    pick = max if rules.select_policy == "Min" else min
-    result: int | None = None
-    for policy in rules.policies:
-        start = (current - _change_in_period(state.up_events, now, policy.periodSeconds)
-                 + _change_in_period(state.down_events, now, policy.periodSeconds))
-        if policy.type == "Pods":
-            proposed = start - policy.value
-        else:
-            proposed = int(start * (1 - policy.value / 100.0))
-        result = proposed if result is None else pick(result, proposed)
-    return current if result is None else result
+# --------------------------------------------------------------------------- metrics source
 
 
-def normalize(desired: int, current: int, hpa_min: int, hpa_max: int, behavior: tuple[Rules, Rules] | None,
-              state: HPAState, now: float) -> int:
-    """Stabilise and limit a raw proposal, recording it (``normalizeDesiredReplicas[WithBehaviors]``)."""
-    if behavior is None:
-        # Legacy: max of the last 5 minutes' proposals, then at most max(2 x current, 4).
-        cutoff = now - DOWNSCALE_STABILIZATION_S
-        stabilized = max([desired] + [r for t, r in state.recommendations if t >= cutoff])
-        state.recommendations.append((now, desired))
-        limit = max(2 * current, 4)
-        allowed_max = min(hpa_max, limit)
-        return min(max(stabilized, hpa_min), allowed_max)
-    up, down = behavior
-    up_rec = desired
-    down_rec = desired
-    for t, r in state.recommendations:
-        if t > now - up.stabilization_s:
-            up_rec = min(up_rec, r)
-        if t > now - down.stabilization_s:
-            down_rec = max(down_rec, r)
-    stabilized = min(max(current, up_rec), down_rec)
-    state.recommendations.append((now, desired))
-    if stabilized > current:
-        limit = max(_scale_up_limit(current, state, up, now), current)
-        return min(stabilized, hpa_max, limit)
-    if stabilized < current:
-        limit = min(_scale_down_limit(current, state, down, now), current)
-        return max(stabilized, hpa_min, limit)
-    return stabilized
+class KedaMetricsSource(ObservationSource):
+    """The APIs the generated HPA reads: the observation's pods and usage, and KEDA's metrics.
+
+    ``external`` queries KEDA's metrics server for every External metric at once; it runs at
+    the controller's first External request of the sync and never when the HPA reads no
+    metric (at zero replicas or out of bounds), because each query counts towards fallback.
+    """
+
+    def __init__(self, obs: Observation, external: Callable[[], Mapping[str, ExternalValue]]) -> None:
+        super().__init__(obs)
+        self._query = external
+        self._values: Mapping[str, ExternalValue] | None = None
+
+    @property
+    def external_values(self) -> Mapping[str, ExternalValue]:
+        """The values served this sync (empty if the HPA asked for none)."""
+        return self._values or {}
+
+    def external_metric(self, name: str, selector: Mapping[str, object] | None) -> Sequence[int]:
+        if self._values is None:
+            self._values = self._query()
+        answer = self._values.get(name)
+        if answer is None or answer.error is not None or answer.value is None:
+            raise MetricError(answer.error if answer is not None and answer.error else f"no value for {name}")
+        # KEDA serves milli-quantities; the value is already milli-truncated by the scaler.
+        return [round(answer.value * 1000)]
 
 
-def record_scale_event(state: HPAState, before: int, after: int, now: float) -> None:
-    """``storeScaleEvent`` (only used with a behavior): the change feeds the rate policies."""
-    if after > before:
-        state.up_events.append((now, after - before))
-    elif after < before:
-        state.down_events.append((now, before - after))
+# --------------------------------------------------------------------------- the HPA
+
+
+class GeneratedHPA:
+    """The generated HPA and the controller's memory of it, on the shared HPA implementation."""
+
+    def __init__(self, config: KedaConfig, resource: Sequence[ScalerSpec], external: Sequence[ExternalMetric],
+                 behavior: Behavior | None) -> None:
+        self.spec = generated_hpa_spec(config, resource, external, behavior)
+        self.external = {m.name: m for m in external}
+        # kube-controller-manager defaults: tolerance 0.1, 5 min downscale stabilization, ...
+        self.controller = HPAController(self.spec, ControllerSettings())
+
+    @property
+    def behavior(self) -> Behavior | None:
+        """The defaulted behavior the controller runs with (``None``: the legacy rules)."""
+        return self.controller.spec.behavior
+
+    def sync(self, obs: Observation,
+             external: Callable[[], Mapping[str, ExternalValue]]) -> tuple[ReconcileResult, KedaMetricsSource]:
+        """One HPA sync at ``obs.time``; returns the result and the source it read."""
+        source = KedaMetricsSource(obs, external)
+        result = self.controller.reconcile(obs.time, obs.replicas, source.status_replicas, source)
+        return result, source
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.controller.state.to_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.controller.state = HPAState.from_dict(state) if state else HPAState()

@@ -8,10 +8,11 @@ Each ``decide`` call is one HPA sync (the HPA runs on the tidal sync period; Kub
 2. ``RequestScale``: the 0 <-> 1 / idle <-> min state machine and the cooldown. If it writes a
    replica count, that is this call's decision.
 
-Otherwise the HPA sizes the target between ``max(1, minReplicaCount)`` and
+Otherwise the HPA KEDA generates sizes the target between ``max(1, minReplicaCount)`` and
 ``maxReplicaCount`` from the External metrics (``ceil(sum / target)`` for AverageValue),
-stabilised and rate-limited as Kubernetes does. At zero replicas the HPA is disabled and only
-KEDA's activation can bring the target back.
+stabilised and rate-limited: it is run by the shared Kubernetes HPA (:mod:`tidal.policy.hpa`,
+through :mod:`tidal.policy.keda.hpa`). At zero replicas the HPA is disabled and only KEDA's
+activation can bring the target back.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from tidal.core.types import Decision, Observation
 from tidal.policy.base import Policy
-from tidal.policy.keda import hpa as k8s
+from tidal.policy.hpa.controller import ReconcileResult
 from tidal.policy.keda.config import (
     PAUSED_SCALE_IN_ANNOTATION,
     PAUSED_SCALE_OUT_ANNOTATION,
@@ -39,6 +40,7 @@ from tidal.policy.keda.executor import (
 )
 from tidal.policy.keda.expr import compile_formula
 from tidal.policy.keda.fallback import FallbackResult, FallbackSpec, Health, ModifiersView, get_metrics_with_fallback
+from tidal.policy.keda.hpa import ExternalMetric, ExternalValue, GeneratedHPA, KedaMetricsSource, generated_behavior
 from tidal.policy.keda.modifiers import COMPOSITE_METRIC_NAME, ModifierError, calculate_formula
 from tidal.policy.keda.scalers import ScalerReading, ScalerSpec, read_scaler
 from tidal.policy.registry import register
@@ -88,11 +90,18 @@ class KedaPolicy(Policy):
             annotations=dict(config.annotations),
         )
         hpa_config = config.advanced.horizontalPodAutoscalerConfig
-        self.behavior = k8s.resolve_behavior(
+        behavior = generated_behavior(
             hpa_config.behavior if hpa_config else None,
             annotation_true(config.annotations, PAUSED_SCALE_IN_ANNOTATION),
             annotation_true(config.annotations, PAUSED_SCALE_OUT_ANNOTATION),
         )
+        # With scaling modifiers, one composite metric replaces every External metric.
+        if sm.in_use:
+            self.hpa_external = [ExternalMetric(COMPOSITE_METRIC_NAME, self.modifiers.metric_type,
+                                                float(self.modifiers.target))]
+        else:
+            self.hpa_external = [ExternalMetric(s.metric_name, s.metric_type, s.target) for s in self.external]
+        self._hpa_spec = (config, self.resource, self.hpa_external, behavior)
         self._reset()
 
     # ------------------------------------------------------------------ state
@@ -105,7 +114,7 @@ class KedaPolicy(Policy):
         self._cache: dict[str, ScalerReading] = {}
         self._conditions: dict[str, Condition] = {}
         self._fallback_condition: bool | None = None
-        self._hpa = k8s.HPAState()
+        self._hpa = GeneratedHPA(*self._hpa_spec)
         self._hpa_status: HPAStatus | None = None
 
     def state_dict(self) -> dict[str, Any]:
@@ -117,7 +126,7 @@ class KedaPolicy(Policy):
             "cache": {k: [r.value, r.active, r.error] for k, r in self._cache.items()},
             "conditions": {k: [c.status, c.reason, c.message] for k, c in self._conditions.items()},
             "fallback_condition": self._fallback_condition,
-            "hpa": self._hpa.to_json(),
+            "hpa": self._hpa.state_dict(),
             "hpa_scaling_active": None if self._hpa_status is None or self._hpa_status.scaling_active is None
             else list(_condition_tuple(self._hpa_status.scaling_active)),
         }
@@ -133,7 +142,7 @@ class KedaPolicy(Policy):
         self._cache = {k: ScalerReading(v, bool(a), e) for k, (v, a, e) in state.get("cache", {}).items()}
         self._conditions = {k: Condition(*c) for k, c in state.get("conditions", {}).items()}
         self._fallback_condition = state.get("fallback_condition")
-        self._hpa = k8s.HPAState.from_json(state.get("hpa", {}))
+        self._hpa.load_state_dict(state.get("hpa", {}))
         scaling_active = state.get("hpa_scaling_active")
         self._hpa_status = None if scaling_active is None else HPAStatus(scaling_active=Condition(*scaling_active))
 
@@ -255,100 +264,67 @@ class KedaPolicy(Policy):
     # ------------------------------------------------------------------ the HPA
 
     def _hpa_sync(self, obs: Observation) -> Decision:
-        now = obs.time
         current = obs.replicas
-        hpa_min, hpa_max = self.config.hpa_min, self.config.hpa_max
-        self._hpa.record_initial(current, now)
+        result, source = self._hpa.sync(obs, lambda: self._external_values(obs))
         if current == 0:
+            # The generated HPA's minimum is at least 1, so zero replicas disable it.
             self._hpa_status = HPAStatus(scaling_active=Condition(
                 "False", SCALING_DISABLED, "scaling is disabled since the replica count of the target is zero"))
             return Decision(0, reason="keda: at zero replicas, waiting for activation")
-        if current > hpa_max or current < hpa_min:
-            desired = hpa_max if current > hpa_max else hpa_min
+        if result.normalized is None and result.rescale:
+            hpa = self._hpa.spec
             self._hpa_status = HPAStatus(scaling_active=Condition("True", "ValidMetricFound", ""))
-            self._after_rescale(current, desired, now)
-            return Decision(desired, reason=f"hpa: replica count outside [{hpa_min}, {hpa_max}]")
-        proposals, invalid, notes = self._proposals(obs)
-        combined = k8s.combine_proposals(proposals, invalid, current)
-        if combined is None:
+            return Decision(result.desired_replicas,
+                            reason=f"hpa: replica count outside [{hpa.min_replicas}, {hpa.max_replicas}]")
+        notes = self._notes(result, source)
+        if result.normalized is None:
             message = "; ".join(n for n in notes if "unavailable" in n) or "no metric available"
             self._hpa_status = HPAStatus(scaling_active=Condition(
                 "False", "FailedGetExternalMetric", f"the HPA was unable to compute the replica count: {message}"))
             return Decision(current, reason=f"hpa: hold, {message}")
         self._hpa_status = HPAStatus(scaling_active=Condition("True", "ValidMetricFound", ""))
-        desired = k8s.normalize(combined, current, hpa_min, hpa_max, self.behavior, self._hpa, now)
-        self._after_rescale(current, desired, now)
+        desired = result.desired_replicas
         return Decision(desired, reason=f"hpa: {', '.join(notes)} -> {desired}")
 
-    def _after_rescale(self, current: int, desired: int, now: float) -> None:
-        if self.behavior is not None and desired != current:
-            k8s.record_scale_event(self._hpa, current, desired, now)
-        longest = max([k8s.DOWNSCALE_STABILIZATION_S, 1800.0]
-                      + ([r.stabilization_s for r in self.behavior] if self.behavior else []))
-        self._hpa.prune(now, longest + 1.0)
-
-    def _tolerances(self) -> tuple[float, float]:
-        if self.behavior is None:
-            return k8s.TOLERANCE, k8s.TOLERANCE
-        up, down = self.behavior
-        return down.tolerance, up.tolerance
-
-    def _proposals(self, obs: Observation) -> tuple[list[int], int, list[str]]:
-        """Replica proposals of every HPA metric, the number of invalid ones, and notes."""
-        down, up = self._tolerances()
-        proposals: list[int] = []
-        notes: list[str] = []
-        invalid = 0
-        current = obs.replicas
-        status_replicas = sum(1 for p in obs.pods if not p.draining)
-        for spec in self.resource:
-            ready = [p for p in obs.pods if p.ready and spec.source in p.usage]
-            proposal = k8s.resource_replicas(
-                [p.usage[spec.source] for p in ready], [p.requests.get(spec.source, 0.0) for p in ready],
-                spec.target, spec.metric_type, current, down, up)
-            if proposal is None:
-                invalid += 1
-                notes.append(f"{spec.source} unavailable")
-            else:
-                proposals.append(proposal)
-                notes.append(f"{spec.source}->{proposal}")
+    def _external_values(self, obs: Observation) -> dict[str, ExternalValue]:
+        """KEDA's metrics server answering the HPA: one value (or error) per External metric."""
         query = self._query(obs, polling=False)
         if self.modifiers.in_use:
-            external = self._composite_metric(query)
-        else:
-            external = [(spec.metric_name, spec.metric_type, spec.target, query.per_metric[spec.metric_name])
-                        for spec in self.external]
-        for name, metric_type, target, value in external:
-            if isinstance(value, FallbackResult):
-                if value.error is not None:
-                    invalid += 1
-                    notes.append(f"{name} unavailable ({value.error})")
-                    continue
-                value = value.values[0] if value.values else 0.0
-            if value is None:
-                invalid += 1
-                notes.append(f"{name} unavailable")
-                continue
-            usage_milli = round(value * 1000)
-            target_milli = int(target * 1000)
-            if metric_type == "Value":
-                proposal = k8s.external_value_replicas(usage_milli, target_milli, current, obs.ready, down, up)
+            return {COMPOSITE_METRIC_NAME: self._composite_value(query)}
+        values: dict[str, ExternalValue] = {}
+        for spec in self.external:
+            result = query.per_metric[spec.metric_name]
+            if result.error is not None:
+                values[spec.metric_name] = ExternalValue(None, result.error)
             else:
-                proposal = k8s.external_average_value_replicas(usage_milli, target_milli, status_replicas, down, up)
-            proposals.append(proposal)
-            notes.append(f"{name}={value:g}/{target:g}->{proposal}")
-        return proposals, invalid, notes
+                values[spec.metric_name] = ExternalValue(result.values[0] if result.values else 0.0)
+        return values
 
-    def _composite_metric(self, query: _Query) -> list[tuple[str, str, float, float | None]]:
-        """The one ``composite-metric`` that replaces all external metrics."""
-        target = float(self.modifiers.target)
+    def _composite_value(self, query: _Query) -> ExternalValue:
+        """The ``composite-metric``: a trigger error without fallback fails the request."""
         if query.errors and not query.fallback_active:
-            return [(COMPOSITE_METRIC_NAME, self.modifiers.metric_type, target, None)]
+            return ExternalValue(None, "; ".join(query.errors))
         try:
-            value: float | None = self._composite(query)
-        except ModifierError:
-            value = None
-        return [(COMPOSITE_METRIC_NAME, self.modifiers.metric_type, target, value)]
+            return ExternalValue(self._composite(query))
+        except ModifierError as exc:
+            return ExternalValue(None, str(exc))
+
+    def _notes(self, result: ReconcileResult, source: KedaMetricsSource) -> list[str]:
+        """Each metric's observation and proposal, for the decision's reason."""
+        notes = []
+        values = source.external_values
+        for m in result.metrics:
+            name = m.spec.name
+            if m.proposal is None:
+                notes.append(f"{name} unavailable ({m.error})")
+            elif name in self._hpa.external:
+                value = values[name].value
+                notes.append(f"{name}={value:g}/{self._hpa.external[name].target:g}->{m.proposal.replicas}")
+            elif m.proposal.utilization is not None:
+                notes.append(f"{name}={m.proposal.utilization}%->{m.proposal.replicas}")
+            else:
+                notes.append(f"{name}={m.proposal.usage}m->{m.proposal.replicas}")
+        return notes
 
 
 def _condition_tuple(cond: Condition) -> tuple[str, str, str]:

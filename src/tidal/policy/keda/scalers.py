@@ -200,7 +200,11 @@ def _parse_resource(index: int, trigger_type: str, name: str, metadata: Mapping[
     if "value" not in metadata:
         raise ValueError(f"metadata.value: required for a {trigger_type} trigger")
     if kind == "Utilization":
+        # KEDA parses a utilization with strconv.ParseInt(value, 10, 32): the HPA's
+        # averageUtilization is a whole percentage.
         target = parse_float(metadata["value"], "value")
+        if not re.fullmatch(r"[+-]?\d+", str(metadata["value"]).strip()) or isinstance(metadata["value"], bool):
+            raise ValueError(f"metadata.value: a Utilization target is a whole percentage, got {metadata['value']!r}")
     else:
         target = parse_quantity(metadata["value"], trigger_type, "value")
     _positive_target(target, "value")
