@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     from tidal.cli import export as export_cmd
     from tidal.cli import plan as plan_cmd
     from tidal.cli import simulate as simulate_cmd
+    from tidal.cli import sweep as sweep_cmd
+    from tidal.cli import tune as tune_cmd
 
     parser = _Parser(prog="tidal", description="Elastic scaling for AI services: simulate and run autoscaling policies.")
     parser.add_argument("--version", action="version", version=f"tidal {__version__}")
@@ -44,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare_cmd.add_commands(sub)
     plan_cmd.add_commands(sub)
     export_cmd.add_commands(sub)
+    tune_cmd.add_commands(sub)
+    sweep_cmd.add_commands(sub)
     return parser
 
 
