@@ -27,7 +27,7 @@ import math
 import numpy as np
 from numba import njit
 
-from tidal.sim.histogram import INV_LOG_GROWTH, LATENCY_MIN, N_BUCKETS
+from tidal.sim.histogram import LATENCY_MIN, MIN_EXPONENT, N_BUCKETS, SUB_BUCKETS
 
 # Balancer codes (tidal.sim.state.BALANCER_CODES maps names to these).
 RR, WRR, RANDOM, LEAST, P2C, HASH, CENTRAL = 0, 1, 2, 3, 4, 5, 6
@@ -90,7 +90,8 @@ def _overlap(a: float, b: float, t0: float, t1: float) -> float:
 def _bucket(latency: float) -> int:
     if latency < LATENCY_MIN:
         return 0
-    b = int(math.log(latency / LATENCY_MIN) * INV_LOG_GROWTH) + 1
+    mantissa, exponent = math.frexp(latency)
+    b = (exponent - MIN_EXPONENT) * SUB_BUCKETS + int((2.0 * mantissa - 1.0) * SUB_BUCKETS) + 1
     return b if b < N_BUCKETS else N_BUCKETS - 1
 
 
@@ -322,41 +323,45 @@ def _build_wrr(elig, weight, sched):
 @njit(cache=True, inline="always")
 def _route(algo, elig, key, t, t0, t1, sched_state, ring_pts, ring_owner, wrr_sched, heap, h_n, rep, hist,
            counters, slo_latency):
-    """Pick a replica for a request at ``t``; on return its in-flight heap is current at ``t``."""
+    """Pick a replica for a request at ``t``; on return its in-flight heap is current at ``t``.
+
+    ``_advance`` appears at only two call sites (this function is inlined into the tick loop, and
+    every call site of an inlined function multiplies compile time).
+    """
     m = len(elig)
-    if algo == P2C and m > 1:
-        i = _uniform_int(sched_state, m)
-        j = _uniform_int(sched_state, m - 1)
-        if j >= i:
-            j += 1
-        a = elig[i]
-        b = elig[j]
-        _advance(a, t, t0, t1, heap, h_n, rep, hist, counters, slo_latency)
-        _advance(b, t, t0, t1, heap, h_n, rep, hist, counters, slo_latency)
-        return b if h_n[b] < h_n[a] else a
     if algo == LEAST:
-        best = elig[0]
-        _advance(best, t, t0, t1, heap, h_n, rep, hist, counters, slo_latency)
-        for i in range(1, m):
+        best = -1
+        for i in range(m):
             r = elig[i]
             _advance(r, t, t0, t1, heap, h_n, rep, hist, counters, slo_latency)
-            if h_n[r] < h_n[best]:
+            if best < 0 or h_n[r] < h_n[best]:
                 best = r
         return best
-    if m == 1:
-        r = elig[0]
-    elif algo == RR:
-        r = elig[sched_state[S_RR] % m]
-        sched_state[S_RR] += 1
-    elif algo == RANDOM:
-        r = elig[_uniform_int(sched_state, m)]
-    elif algo == HASH:
-        r = _ring_lookup(key, ring_pts, ring_owner, sched_state[S_RING_LEN])
-    else:  # WRR
-        r = wrr_sched[sched_state[S_RR] % sched_state[S_WRR_LEN]]
-        sched_state[S_RR] += 1
-    _advance(r, t, t0, t1, heap, h_n, rep, hist, counters, slo_latency)
-    return r
+    a = elig[0]
+    b = a
+    n_candidates = 1
+    if m > 1:
+        if algo == P2C:
+            i = _uniform_int(sched_state, m)
+            j = _uniform_int(sched_state, m - 1)
+            if j >= i:
+                j += 1
+            a = elig[i]
+            b = elig[j]
+            n_candidates = 2
+        elif algo == RR:
+            a = elig[sched_state[S_RR] % m]
+            sched_state[S_RR] += 1
+        elif algo == RANDOM:
+            a = elig[_uniform_int(sched_state, m)]
+        elif algo == HASH:
+            a = _ring_lookup(key, ring_pts, ring_owner, sched_state[S_RING_LEN])
+        else:  # WRR
+            a = wrr_sched[sched_state[S_RR] % sched_state[S_WRR_LEN]]
+            sched_state[S_RR] += 1
+    for k in range(n_candidates):
+        _advance(a if k == 0 else b, t, t0, t1, heap, h_n, rep, hist, counters, slo_latency)
+    return b if n_candidates == 2 and h_n[b] < h_n[a] else a
 
 
 @njit(cache=True)
@@ -386,6 +391,25 @@ def _expire_buffer(now, buf, buf_timeout, sched_state, counters):
 
 
 @njit(cache=True)
+def _dispatch_buffer(now, t0, t1, algo, elig, slots, queue_cap, timeout, slowdown, sched_state, buf, buf_key,
+                     ring_pts, ring_owner, wrr_sched, slot_free, heap, h_n, rep, hist, counters, slo_latency):
+    """Scale from zero: hand the buffered requests to the replicas that just became routable.
+
+    A separate compiled function on purpose: this path is rare, and keeping a second inlined copy
+    of the routing code out of ``run_tick`` roughly halves the first-run compile time.
+    """
+    buf_cap = buf.shape[0]
+    while sched_state[S_BUF_COUNT] > 0:
+        h = sched_state[S_BUF_HEAD]
+        r = _route(algo, elig, buf_key[h], now, t0, t1, sched_state, ring_pts, ring_owner, wrr_sched,
+                   heap, h_n, rep, hist, counters, slo_latency)
+        _assign(r, now, buf[h, 0], buf[h, 1], slots, queue_cap, timeout, slowdown, slot_free, heap, h_n,
+                rep, counters)
+        sched_state[S_BUF_HEAD] = (h + 1) % buf_cap
+        sched_state[S_BUF_COUNT] -= 1
+
+
+@njit(cache=True)
 def run_tick(t0, t1, times, service, keys, algo, cand, uid, weight, rep, slot_free, heap, h_n, slots,
              queue_cap, timeout, slowdown, sched_state, buf, buf_key, buf_timeout, vnodes, ring_pts,
              ring_owner, wrr_sched, hist, counters, slo_latency):
@@ -408,15 +432,10 @@ def run_tick(t0, t1, times, service, keys, algo, cand, uid, weight, rep, slot_fr
         _expire_buffer(s0, buf, buf_timeout, sched_state, counters)
         if m > 0:
             _prepare_routing(algo, elig, uid, weight, vnodes, sched_state, ring_pts, ring_owner, wrr_sched)
-            # Scale from zero: hand the buffer to the replicas that just became routable.
-            while sched_state[S_BUF_COUNT] > 0:
-                h = sched_state[S_BUF_HEAD]
-                r = _route(algo, elig, buf_key[h], s0, t0, t1, sched_state, ring_pts, ring_owner, wrr_sched,
-                           heap, h_n, rep, hist, counters, slo_latency)
-                _assign(r, s0, buf[h, 0], buf[h, 1], slots, queue_cap, timeout, slowdown, slot_free, heap, h_n,
-                        rep, counters)
-                sched_state[S_BUF_HEAD] = (h + 1) % buf_cap
-                sched_state[S_BUF_COUNT] -= 1
+            if sched_state[S_BUF_COUNT] > 0:
+                _dispatch_buffer(s0, t0, t1, algo, elig, slots, queue_cap, timeout, slowdown, sched_state, buf,
+                                 buf_key, ring_pts, ring_owner, wrr_sched, slot_free, heap, h_n, rep, hist,
+                                 counters, slo_latency)
             while i < n and times[i] < s1:
                 t = times[i]
                 r = _route(algo, elig, keys[i], t, t0, t1, sched_state, ring_pts, ring_owner, wrr_sched,

@@ -103,7 +103,7 @@ class SimulationResult:
             "histogram": out / "latency_histogram.json",
         }
         hist_doc = {
-            "bucket_growth": histogram.GROWTH,
+            "layout": f"log-linear, {histogram.SUB_BUCKETS} sub-buckets per power of two",
             "latency_min_s": histogram.LATENCY_MIN,
             "latency": _sparse(self.latency_histogram),
             "wait": _sparse(self.wait_histogram),

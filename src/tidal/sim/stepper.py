@@ -1,0 +1,265 @@
+"""Step a simulation one sync period at a time, with the caller deciding (RL, what-if tools).
+
+:meth:`Simulation.run` owns its loop: it asks its policy at every sync point. A
+:class:`SimulationStepper` turns that loop inside out. The caller reads :meth:`~SimulationStepper.observe`
+at a sync point, picks a replica count by any means, and :meth:`~SimulationStepper.step` advances
+the simulation by one sync period and returns what happened tick by tick::
+
+    stepper = SimulationStepper(scenario, seed=1)
+    obs = stepper.reset()
+    while not stepper.done:
+        ticks = stepper.step(my_choice(obs))
+        obs = stepper.observe()
+    result = stepper.result()
+
+Each tick is exactly the one ``run()`` would simulate: the stepper reuses the simulation's own
+per-tick pieces (``_observe``, ``_record_tick``, ``_scrape``, the replica pool, the data-plane state
+and the request stream), so driving it with ``policy.decide(stepper.observe()).replicas`` reproduces
+``Simulation(scenario, policy).run()`` bit for bit (the tests check this).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from tidal.config.scenario import Scenario
+from tidal.core.types import Decision, Observation
+from tidal.policy.base import Policy
+from tidal.sim import dataplane as dp
+from tidal.sim.results import SimulationResult, TickTable, summarize
+from tidal.sim.simulator import Simulation, _ScrapeAccumulator
+from tidal.workload import Workload
+
+
+@dataclass(frozen=True, slots=True)
+class TickSummary:
+    """One simulated tick, as a row of the result's tick table (``cost`` in money)."""
+
+    time: float
+    duration: float
+    desired: int
+    spec: int
+    ready: int
+    starting: int
+    draining: int
+    arrivals: int
+    completions: int
+    drops: int
+    slo_ok: int
+    in_flight: int
+    utilization: float
+    replica_seconds: float
+    cost: float
+    latency_p50: float
+    latency_p95: float
+    latency_p99: float
+
+    @property
+    def slo_misses(self) -> int:
+        """Requests that finished in this tick outside the SLO, drops included."""
+        return self.completions - self.slo_ok + self.drops
+
+
+class _External(Policy):
+    """Placeholder policy of a stepped simulation: the stepper's caller decides."""
+
+    name = "external"
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def decide(self, obs: Observation) -> Decision:
+        raise RuntimeError("a stepped simulation has no policy: pass the decision to SimulationStepper.step()")
+
+    def describe(self) -> str:
+        return self.label
+
+
+class SimulationStepper:
+    """One scenario, advanced one sync period per :meth:`step` by a caller that decides.
+
+    ``seed`` defaults to the scenario's; :meth:`reset` may change it between episodes. A
+    ``workload`` object (instead of the scenario's workload block) is consumed as it is read, so a
+    stepper built with one can run a single episode. ``label`` names the decision maker in the
+    :meth:`result` summary.
+    """
+
+    def __init__(self, scenario: Scenario, *, seed: int | None = None, workload: Workload | None = None,
+                 label: str = "external") -> None:
+        self.scenario = scenario
+        self.seed = scenario.seed if seed is None else seed
+        self.label = label
+        self._workload = workload
+        self._workload_used = False
+        self.sim: Simulation | None = None
+        self._k = 0  # index of the next tick
+
+    # ------------------------------------------------------------------ episode
+    def reset(self, seed: int | None = None) -> Observation:
+        """Start a fresh episode (same seed ⇒ same requests) and return the first observation."""
+        if seed is not None:
+            self.seed = seed
+        if self._workload is not None:
+            if self._workload_used:
+                raise RuntimeError("a stepper built with an explicit workload runs one episode only")
+            self._workload_used = True
+        sim = Simulation(self.scenario, _External(self.label), seed=self.seed, workload=self._workload)
+        self.sim = sim
+        sc = self.scenario
+        # The same set-up as the head of Simulation.run().
+        sim.state.sched[dp.S_RNG] = dp.seed_state(sim.routing_seed)
+        sim.pool.create(0.0, sc.replicas.initial_count, cold=False)
+        sim.pool.spec = sc.replicas.initial_count
+        sim._spec = sim.pool.spec
+        self._table = TickTable(sim.n_ticks)
+        self._pending: list[tuple[float, int]] = []
+        self._acc = _ScrapeAccumulator(sim.state.hist_tick.shape[0])
+        self._chunks: Iterator = sim.requests()
+        self._chunk = next(self._chunks)
+        self._k = 0
+        self._decisions = 0
+        return self.observe()
+
+    @property
+    def tick(self) -> float:
+        return self._sim.tick
+
+    @property
+    def sync_period(self) -> float:
+        """Simulated seconds one :meth:`step` covers (the last step may be shorter)."""
+        return self._sim.tick * self._sim.per_sync
+
+    @property
+    def time(self) -> float:
+        """Simulated time of the next decision."""
+        return self._k * self._sim.tick
+
+    @property
+    def duration(self) -> float:
+        return self._sim.duration
+
+    @property
+    def done(self) -> bool:
+        """True once the scenario's whole duration has been simulated."""
+        return self._k >= self._sim.n_ticks
+
+    @property
+    def spec(self) -> int:
+        """The replica count last decided (what ``Observation.replicas`` reports)."""
+        return int(self._sim._spec)
+
+    def observe(self) -> Observation:
+        """What a policy would see now: metrics delayed by the scenario's ``metrics_lag``."""
+        sim = self._sim
+        return sim._observe(self._k * sim.tick, sim.scenario.control.metrics_lag)
+
+    # ------------------------------------------------------------------ step
+    def step(self, desired: int) -> tuple[TickSummary, ...]:
+        """Decide ``desired`` replicas now and simulate one sync period; return its ticks.
+
+        The count is used as given (clamp it to the scenario's bounds first if you mean to honour
+        them, as ``Bounded`` does in :meth:`Simulation.run`). Actuation follows after the
+        scenario's ``actuation_delay``.
+        """
+        if self.done:
+            raise RuntimeError("the episode is over: call reset()")
+        desired = int(desired)
+        if desired < 0:
+            raise ValueError(f"desired replicas must be >= 0, got {desired}")
+        sim = self._sim
+        first = self._k
+        last = min(first + sim.per_sync, sim.n_ticks)
+        for k in range(first, last):
+            self._tick(k, desired if k == first else None)
+        self._k = last
+        return tuple(self._summary(k) for k in range(first, last))
+
+    def _tick(self, k: int, decided: int | None) -> None:
+        """Tick ``k`` exactly as the body of Simulation.run()'s loop does."""
+        sim = self._sim
+        pool, st, table = sim.pool, sim.state, self._table
+        t0 = k * sim.tick
+        t1 = min(t0 + sim.tick, sim.duration)
+        if decided is not None:
+            self._decisions += 1
+            table.desired[k] = decided
+            sim._spec = decided
+            delay = sim.scenario.control.actuation_delay
+            if delay <= 0:
+                pool.scale_to(t0, decided)
+            else:
+                self._pending.append((t0 + delay, decided))
+        else:
+            table.desired[k] = table.desired[k - 1] if k else pool.spec
+        while self._pending and self._pending[0][0] < t1:
+            when, target = self._pending.pop(0)
+            pool.scale_to(when, target)
+        while t0 >= self._chunk[1]:
+            self._chunk = next(self._chunks)
+        _, _, times, service, keys = self._chunk
+        lo = int(np.searchsorted(times, t0, side="left"))
+        hi = int(np.searchsorted(times, t1, side="left"))
+        cand = pool.candidates()
+        st.serve(t0, t1, cand, times[lo:hi], service[lo:hi], keys[lo:hi])
+        billed, serving = pool.settle(t0, t1, cand)
+        sim._record_tick(table, k, t0, t1, cand, billed, serving)
+        self._acc.add(st, cand, t1 - t0, serving)
+        if (k + 1) % sim.per_scrape == 0:
+            sim._scrape(t1, cand, self._acc)
+            self._acc = _ScrapeAccumulator(st.hist_tick.shape[0])
+
+    def _summary(self, k: int) -> TickSummary:
+        sim, tb = self._sim, self._table
+        t0 = float(tb.time[k])
+        replica_seconds = float(tb.replica_seconds[k])
+        return TickSummary(
+            time=t0,
+            duration=min(t0 + sim.tick, sim.duration) - t0,
+            desired=int(tb.desired[k]),
+            spec=int(tb.spec[k]),
+            ready=int(tb.ready[k]),
+            starting=int(tb.starting[k]),
+            draining=int(tb.draining[k]),
+            arrivals=int(tb.arrivals[k]),
+            completions=int(tb.completions[k]),
+            drops=int(tb.drops[k]),
+            slo_ok=int(tb.slo_ok[k]),
+            in_flight=int(tb.in_flight[k]),
+            utilization=float(tb.utilization[k]),
+            replica_seconds=replica_seconds,
+            cost=replica_seconds / 3600.0 * self.scenario.cost.replica_hour,
+            latency_p50=float(tb.latency_p50[k]),
+            latency_p95=float(tb.latency_p95[k]),
+            latency_p99=float(tb.latency_p99[k]),
+        )
+
+    # ------------------------------------------------------------------ results
+    def result(self) -> SimulationResult:
+        """The run so far as a :class:`SimulationResult` (the whole run once :attr:`done`)."""
+        sim = self._sim
+        n = self._k
+        if n == 0:
+            raise RuntimeError("nothing simulated yet: call step() first")
+        table = self._table
+        if n < sim.n_ticks:
+            table = _truncated(table, n)
+        return summarize(self.scenario, sim.policy, self.seed, sim.tick, table, sim.state.hist_total,
+                         sim.state.hist_wait, sim.pool, self._decisions)
+
+    @property
+    def _sim(self) -> Simulation:
+        if self.sim is None:
+            raise RuntimeError("call reset() before stepping the simulation")
+        return self.sim
+
+
+def _truncated(table: TickTable, n: int) -> TickTable:
+    out = TickTable(n)
+    for name in TickTable.COLUMNS:
+        setattr(out, name, getattr(table, name)[:n].copy())
+    out.drops_by_reason = table.drops_by_reason[:n].copy()
+    return out
+
