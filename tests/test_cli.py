@@ -92,6 +92,7 @@ def test_validate_and_policies(capsys):
     assert "target_utilization" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("example", sorted(p.name for p in (REPO / "examples").glob("*.yaml")))
+@pytest.mark.parametrize("example", sorted(p.name for p in (REPO / "examples").glob("*.yaml")
+                                            if not p.name.startswith("live_")))
 def test_examples_validate(example):
     assert main(["validate", str(REPO / "examples" / example)]) == 0

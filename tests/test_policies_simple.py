@@ -34,6 +34,15 @@ def test_target_utilization_is_proportional():
     assert p.decide(_obs(15, 4, None)).replicas == 4  # no metrics: hold
 
 
+def test_target_utilization_window_zero_reads_the_latest_sample_at_wall_clock_times():
+    p = build_policy({"name": "target_utilization", "target": 0.5, "window": 0})
+    h = MetricsHistory()
+    h.record(1_764_000_000.0, {"utilization": 0.25})
+    h.record(1_764_000_015.0, {"utilization": 1.0})
+    obs = Observation(time=1_764_000_015.0, replicas=4, ready=4, starting=0, pods=(), metrics=h.view(1_764_000_015.0))
+    assert p.decide(obs).replicas == 8
+
+
 def test_target_utilization_tolerance():
     p = build_policy({"name": "target_utilization", "target": 0.5, "tolerance": 0.1})
     assert p.decide(_obs(15, 4, 0.52)).replicas == 4

@@ -33,7 +33,7 @@ class StaticPolicy(Policy):
 class TargetUtilizationConfig(PolicyConfig):
     target: float = Field(0.6, gt=0, description="desired mean value of the metric per replica")
     metric: Literal["utilization", "cpu_utilization", "gpu_utilization", "concurrency"] = "utilization"
-    window: Duration = Field(60.0, ge=0, description="averaging window of the metric")
+    window: Duration = Field(60.0, ge=0, description="averaging window of the metric (0: latest sample)")
     tolerance: float = Field(0.0, ge=0, lt=1, description="no change while |ratio - 1| <= tolerance")
 
 
@@ -51,13 +51,12 @@ class TargetUtilizationPolicy(Policy):
 
     def decide(self, obs: Observation) -> Decision:
         cfg = self.config
-        window = cfg.window if cfg.window > 0 else 1e-9
         if cfg.metric == "concurrency":
-            total = obs.metrics.mean("concurrency", window)
-            ready = obs.metrics.mean("ready_replicas", window) or obs.ready
+            total = self._recent(obs, "concurrency")
+            ready = self._recent(obs, "ready_replicas") or obs.ready
             value = None if total is None else total / max(ready, 1.0)
         else:
-            value = obs.metrics.mean(cfg.metric, window)
+            value = self._recent(obs, cfg.metric)
         if value is None:
             return Decision(obs.replicas, reason="no metrics yet: hold")
         if obs.ready == 0:
@@ -69,6 +68,12 @@ class TargetUtilizationPolicy(Policy):
             return Decision(obs.replicas, reason=f"{cfg.metric}={value:.3g} within tolerance")
         desired = math.ceil(obs.ready * ratio - 1e-9)
         return Decision(desired, reason=f"{cfg.metric}={value:.3g} target={cfg.target:g}")
+
+    def _recent(self, obs: Observation, name: str) -> float | None:
+        """Mean over the window, or the latest sample with ``window: 0``."""
+        if self.config.window > 0:
+            return obs.metrics.mean(name, self.config.window)
+        return obs.metrics.last(name)
 
     def describe(self) -> str:
         return f"target_utilization({self.config.metric}={self.config.target:g})"
