@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     from tidal.cli import export as export_cmd
     from tidal.cli import plan as plan_cmd
     from tidal.cli import run as run_cmd
+    from tidal.cli import serve as serve_cmd
     from tidal.cli import simulate as simulate_cmd
     from tidal.cli import sweep as sweep_cmd
     from tidal.cli import tune as tune_cmd
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     export_cmd.add_commands(sub)
     tune_cmd.add_commands(sub)
     sweep_cmd.add_commands(sub)
+    serve_cmd.add_commands(sub)
     run_cmd.add_commands(sub)
     return parser
 

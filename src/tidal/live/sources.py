@@ -87,6 +87,12 @@ def parse_admin_state(state: Mapping[str, Any]) -> Scrape:
                 ready_at=ready_at if status in ("ready", "draining") else None,
                 in_flight=int(rep.get("in_flight") or 0),
                 draining=status == "draining",
+                # The balancer measures each worker's usage (cores, from /proc) over its window,
+                # which is what an HPA on CPU reads.
+                requests=rep.get("requests") or {},
+                usage=rep.get("usage") or {},
+                usage_time=state.get("time") if rep.get("usage") else None,
+                usage_window=float(state.get("window_s") or 0.0) if rep.get("usage") else 0.0,
             ))
         metrics = {name: v for name in _BALANCER_STATS if (v := _finite(stats.get(name))) is not None}
         metrics["ready_replicas"] = float(sum(pod.ready for pod in pods))

@@ -9,6 +9,7 @@ from tidal.policy import mpc as _mpc  # noqa: F401  (registers "mpc")
 from tidal.policy import predictive as _predictive  # noqa: F401  (registers "predictive")
 from tidal.policy import queueing_policy as _queueing  # noqa: F401  (registers "queueing")
 from tidal.policy import ray_serve as _ray_serve  # noqa: F401  (registers "ray_serve")
+from tidal.policy import rl_policy as _rl  # noqa: F401  (registers "rl")
 from tidal.policy import simple as _simple  # noqa: F401  (registers built-ins)
 from tidal.policy.base import Policy, PolicyWrapper
 from tidal.policy.behaviors import Bounded, Stabilized

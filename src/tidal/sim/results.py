@@ -34,6 +34,14 @@ class TickTable:
             setattr(self, name, np.zeros(n, dtype=np.int64 if name in ints else np.float64))
         self.drops_by_reason = np.zeros((n, len(DROP_REASONS)), dtype=np.int64)
 
+    def head(self, n: int) -> TickTable:
+        """A copy of the first ``n`` rows (a run stopped early)."""
+        out = TickTable(n)
+        for name in self.COLUMNS:
+            setattr(out, name, getattr(self, name)[:n].copy())
+        out.drops_by_reason = self.drops_by_reason[:n].copy()
+        return out
+
     def to_arrow(self, cost_per_replica_hour: float) -> pa.Table:
         columns: dict[str, Any] = {name: getattr(self, name) for name in self.COLUMNS}
         for i, reason in enumerate(DROP_REASONS):

@@ -129,59 +129,77 @@ class Simulation:
     # ------------------------------------------------------------------ run
     def run(self, progress: Callable[[float], None] | None = None) -> SimulationResult:
         """Simulate the whole scenario. ``progress(fraction)`` is called every few ticks."""
-        self.state.sched[dp.S_RNG] = dp.seed_state(self.routing_seed)
-        sc = self.scenario
-        pool = self.pool
-        st = self.state
-        pool.create(0.0, sc.replicas.initial_count, cold=False)
-        pool.spec = sc.replicas.initial_count
-        self._spec = pool.spec
-        table = TickTable(self.n_ticks)
-        pending: list[tuple[float, int]] = []  # (actuation time, desired)
-        scrape = _ScrapeAccumulator(st.hist_tick.shape[0])
-        lag = sc.control.metrics_lag
-        delay = sc.control.actuation_delay
-        decisions = 0
-        chunks = self.requests()
-        c_start, c_end, times, service, keys = next(chunks)
+        self.start()
+        lag = self.scenario.control.metrics_lag
         report_every = max(1, self.n_ticks // 200)
         for k in range(self.n_ticks):
-            t0 = k * self.tick
-            t1 = min(t0 + self.tick, self.duration)
+            decided = None
             if k % self.per_sync == 0:
-                obs = self._observe(t0, lag)
-                decision = self.policy.decide(obs)
-                decisions += 1
-                table.desired[k] = decision.replicas
-                # Like a Deployment's spec.replicas, the decided count is the spec at once; the
-                # pool follows after the actuation delay.
-                self._spec = decision.replicas
-                if delay <= 0:
-                    pool.scale_to(t0, decision.replicas)
-                else:
-                    pending.append((t0 + delay, decision.replicas))
-            else:
-                table.desired[k] = table.desired[k - 1] if k else pool.spec
-            while pending and pending[0][0] < t1:
-                when, desired = pending.pop(0)
-                pool.scale_to(when, desired)
-            # Serve this tick's arrivals (slicing the current chunk).
-            while t0 >= c_end:
-                c_start, c_end, times, service, keys = next(chunks)
-            lo = int(np.searchsorted(times, t0, side="left"))
-            hi = int(np.searchsorted(times, t1, side="left"))
-            cand = pool.candidates()
-            st.serve(t0, t1, cand, times[lo:hi], service[lo:hi], keys[lo:hi])
-            billed, serving = pool.settle(t0, t1, cand)
-            self._record_tick(table, k, t0, t1, cand, billed, serving)
-            scrape.add(st, cand, t1 - t0, serving)
-            if (k + 1) % self.per_scrape == 0:
-                self._scrape(t1, cand, scrape)
-                scrape = _ScrapeAccumulator(st.hist_tick.shape[0])
+                decided = self.policy.decide(self._observe(k * self.tick, lag)).replicas
+            self.advance(k, decided)
             if progress is not None and (k % report_every == 0 or k == self.n_ticks - 1):
                 progress((k + 1) / self.n_ticks)
-        return summarize(self.scenario, self.policy, self.seed, self.tick, table, st.hist_total, st.hist_wait, pool,
-                         decisions)
+        return self.result()
+
+    def start(self) -> None:
+        """Set up a run: initial replicas (ready), empty tables, the request stream."""
+        sc = self.scenario
+        self.state.sched[dp.S_RNG] = dp.seed_state(self.routing_seed)
+        self.pool.create(0.0, sc.replicas.initial_count, cold=False)
+        self.pool.spec = sc.replicas.initial_count
+        self._spec = self.pool.spec
+        self.table = TickTable(self.n_ticks)
+        self.ticks_done = 0
+        self.decisions = 0
+        self._pending: list[tuple[float, int]] = []  # (actuation time, desired)
+        self._scrape_acc = _ScrapeAccumulator(self.state.hist_tick.shape[0])
+        self._chunks = self.requests()
+        self._chunk = next(self._chunks)
+
+    def advance(self, k: int, decided: int | None) -> None:
+        """Simulate tick ``k``; ``decided`` is the replica count decided at its start, if any."""
+        pool, st, table = self.pool, self.state, self.table
+        t0 = k * self.tick
+        t1 = min(t0 + self.tick, self.duration)
+        if decided is not None:
+            self.decisions += 1
+            table.desired[k] = decided
+            # Like a Deployment's spec.replicas, the decided count is the spec at once; the pool
+            # follows after the actuation delay.
+            self._spec = decided
+            delay = self.scenario.control.actuation_delay
+            if delay <= 0:
+                pool.scale_to(t0, decided)
+            else:
+                self._pending.append((t0 + delay, decided))
+        else:
+            table.desired[k] = table.desired[k - 1] if k else pool.spec
+        while self._pending and self._pending[0][0] < t1:
+            when, desired = self._pending.pop(0)
+            pool.scale_to(when, desired)
+        # Serve this tick's arrivals (slicing the current chunk).
+        while t0 >= self._chunk[1]:
+            self._chunk = next(self._chunks)
+        _, _, times, service, keys = self._chunk
+        lo = int(np.searchsorted(times, t0, side="left"))
+        hi = int(np.searchsorted(times, t1, side="left"))
+        cand = pool.candidates()
+        st.serve(t0, t1, cand, times[lo:hi], service[lo:hi], keys[lo:hi])
+        billed, serving = pool.settle(t0, t1, cand)
+        self._record_tick(table, k, t0, t1, cand, billed, serving)
+        self._scrape_acc.add(st, cand, t1 - t0, serving)
+        if (k + 1) % self.per_scrape == 0:
+            self._scrape(t1, cand, self._scrape_acc)
+            self._scrape_acc = _ScrapeAccumulator(st.hist_tick.shape[0])
+        self.ticks_done = k + 1
+
+    def result(self) -> SimulationResult:
+        """The run so far (the whole run once every tick is simulated)."""
+        if self.ticks_done == 0:
+            raise RuntimeError("nothing simulated yet")
+        table = self.table if self.ticks_done == self.n_ticks else self.table.head(self.ticks_done)
+        return summarize(self.scenario, self.policy, self.seed, self.tick, table, self.state.hist_total,
+                         self.state.hist_wait, self.pool, self.decisions)
 
     # ------------------------------------------------------------------ per tick
     def _record_tick(self, table: TickTable, k: int, t0: float, t1: float, cand: np.ndarray,

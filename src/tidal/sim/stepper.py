@@ -12,25 +12,20 @@ the simulation by one sync period and returns what happened tick by tick::
         obs = stepper.observe()
     result = stepper.result()
 
-Each tick is exactly the one ``run()`` would simulate: the stepper reuses the simulation's own
-per-tick pieces (``_observe``, ``_record_tick``, ``_scrape``, the replica pool, the data-plane state
-and the request stream), so driving it with ``policy.decide(stepper.observe()).replicas`` reproduces
+Each tick is exactly the one ``run()`` would simulate — both call :meth:`Simulation.advance` — so
+driving it with ``policy.decide(stepper.observe()).replicas`` reproduces
 ``Simulation(scenario, policy).run()`` bit for bit (the tests check this).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-
-import numpy as np
 
 from tidal.config.scenario import Scenario
 from tidal.core.types import Decision, Observation
 from tidal.policy.base import Policy
-from tidal.sim import dataplane as dp
-from tidal.sim.results import SimulationResult, TickTable, summarize
-from tidal.sim.simulator import Simulation, _ScrapeAccumulator
+from tidal.sim.results import SimulationResult
+from tidal.sim.simulator import Simulation
 from tidal.workload import Workload
 
 
@@ -107,20 +102,9 @@ class SimulationStepper:
                 raise RuntimeError("a stepper built with an explicit workload runs one episode only")
             self._workload_used = True
         sim = Simulation(self.scenario, _External(self.label), seed=self.seed, workload=self._workload)
+        sim.start()
         self.sim = sim
-        sc = self.scenario
-        # The same set-up as the head of Simulation.run().
-        sim.state.sched[dp.S_RNG] = dp.seed_state(sim.routing_seed)
-        sim.pool.create(0.0, sc.replicas.initial_count, cold=False)
-        sim.pool.spec = sc.replicas.initial_count
-        sim._spec = sim.pool.spec
-        self._table = TickTable(sim.n_ticks)
-        self._pending: list[tuple[float, int]] = []
-        self._acc = _ScrapeAccumulator(sim.state.hist_tick.shape[0])
-        self._chunks: Iterator = sim.requests()
-        self._chunk = next(self._chunks)
         self._k = 0
-        self._decisions = 0
         return self.observe()
 
     @property
@@ -173,46 +157,13 @@ class SimulationStepper:
         first = self._k
         last = min(first + sim.per_sync, sim.n_ticks)
         for k in range(first, last):
-            self._tick(k, desired if k == first else None)
+            sim.advance(k, desired if k == first else None)
         self._k = last
         return tuple(self._summary(k) for k in range(first, last))
 
-    def _tick(self, k: int, decided: int | None) -> None:
-        """Tick ``k`` exactly as the body of Simulation.run()'s loop does."""
-        sim = self._sim
-        pool, st, table = sim.pool, sim.state, self._table
-        t0 = k * sim.tick
-        t1 = min(t0 + sim.tick, sim.duration)
-        if decided is not None:
-            self._decisions += 1
-            table.desired[k] = decided
-            sim._spec = decided
-            delay = sim.scenario.control.actuation_delay
-            if delay <= 0:
-                pool.scale_to(t0, decided)
-            else:
-                self._pending.append((t0 + delay, decided))
-        else:
-            table.desired[k] = table.desired[k - 1] if k else pool.spec
-        while self._pending and self._pending[0][0] < t1:
-            when, target = self._pending.pop(0)
-            pool.scale_to(when, target)
-        while t0 >= self._chunk[1]:
-            self._chunk = next(self._chunks)
-        _, _, times, service, keys = self._chunk
-        lo = int(np.searchsorted(times, t0, side="left"))
-        hi = int(np.searchsorted(times, t1, side="left"))
-        cand = pool.candidates()
-        st.serve(t0, t1, cand, times[lo:hi], service[lo:hi], keys[lo:hi])
-        billed, serving = pool.settle(t0, t1, cand)
-        sim._record_tick(table, k, t0, t1, cand, billed, serving)
-        self._acc.add(st, cand, t1 - t0, serving)
-        if (k + 1) % sim.per_scrape == 0:
-            sim._scrape(t1, cand, self._acc)
-            self._acc = _ScrapeAccumulator(st.hist_tick.shape[0])
-
     def _summary(self, k: int) -> TickSummary:
-        sim, tb = self._sim, self._table
+        sim = self._sim
+        tb = sim.table
         t0 = float(tb.time[k])
         replica_seconds = float(tb.replica_seconds[k])
         return TickSummary(
@@ -239,27 +190,13 @@ class SimulationStepper:
     # ------------------------------------------------------------------ results
     def result(self) -> SimulationResult:
         """The run so far as a :class:`SimulationResult` (the whole run once :attr:`done`)."""
-        sim = self._sim
-        n = self._k
-        if n == 0:
+        if self._k == 0:
             raise RuntimeError("nothing simulated yet: call step() first")
-        table = self._table
-        if n < sim.n_ticks:
-            table = _truncated(table, n)
-        return summarize(self.scenario, sim.policy, self.seed, sim.tick, table, sim.state.hist_total,
-                         sim.state.hist_wait, sim.pool, self._decisions)
+        return self._sim.result()
 
     @property
     def _sim(self) -> Simulation:
         if self.sim is None:
             raise RuntimeError("call reset() before stepping the simulation")
         return self.sim
-
-
-def _truncated(table: TickTable, n: int) -> TickTable:
-    out = TickTable(n)
-    for name in TickTable.COLUMNS:
-        setattr(out, name, getattr(table, name)[:n].copy())
-    out.drops_by_reason = table.drops_by_reason[:n].copy()
-    return out
 
