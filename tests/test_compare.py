@@ -256,7 +256,7 @@ def test_arms_scenario_block_for_its_own_name_defaults_otherwise(scenario, tmp_p
 
 @pytest.mark.parametrize("names, text, message", [
     (["magic"], None, "unknown policy 'magic'; choose one of"),
-    (["static"], None, "--policies static.replicas: Field required"),
+    (["static"], None, "--policies static.replicas: required field missing"),
     ([], None, "give at least one policy"),
     (["target_utilization", "target_utilization"], None, "given twice"),
     ([], "a: {name: static, replicas: -1}", "p.yaml: a.replicas"),

@@ -48,7 +48,7 @@ def test_defaults_fill_in():
 @pytest.mark.parametrize("patch, where, what", [
     ({"workload": {"kind": "constant", "rate": -1}}, "workload.rate", "greater than or equal to 0"),
     ({"service": {"service_time": "50ms", "bogus": 1}}, "service.bogus", "unknown key"),
-    ({"workload": {"kind": "wave", "rate": 1}}, "workload", "unknown kind 'wave'"),
+    ({"workload": {"kind": "wave", "rate": 1}}, "workload", "unknown value 'wave'"),
     ({"workload": {"rate": 1}}, "workload", "missing 'kind'"),
     ({"service": {"service_time": {"distribution": "gamma"}}}, "service.service_time", "needs 'mean'"),
     ({"service": {"service_time": "fast"}}, "service.service_time.mean", "expected a duration"),

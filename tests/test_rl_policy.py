@@ -197,7 +197,7 @@ def test_missing_or_corrupt_model_file_names_the_path(tmp_path, case):
 
 
 def test_config_errors_name_the_field():
-    with pytest.raises(TidalInputError, match=r"policy\.model: Field required"):
+    with pytest.raises(TidalInputError, match=r"policy\.model: required field missing"):
         build_policy({"name": "rl"})
     with pytest.raises(TidalInputError, match=r"policy\.greedy: unknown key"):
         build_policy({"name": "rl", "model": "q.npz", "greedy": True})

@@ -9,8 +9,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from tidal.config.errors import describe_validation_error
 from tidal.config.scenario import Scenario
 from tidal.core.errors import TidalInputError
+
+WORKLOAD_KINDS = frozenset({"constant", "step", "ramp", "diurnal", "spike", "bursty", "trace"})
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -53,7 +56,9 @@ def scenario_from_dict(
     try:
         scenario = Scenario.model_validate(merged)
     except ValidationError as exc:
-        raise TidalInputError(*describe_validation_error(exc, source)) from None
+        raise TidalInputError(*describe_validation_error(
+            exc, source, union_tags={"workload": WORKLOAD_KINDS},
+            tag_hints={"workload": ", ".join(sorted(WORKLOAD_KINDS))})) from None
     workload = scenario.workload
     if getattr(workload, "kind", None) == "trace" and base_dir is not None and not workload.path.is_absolute():
         # Absolute, so the scenario still finds its trace from another folder or process.
@@ -72,29 +77,3 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
         node[key] = child
         node = child
     node[keys[-1]] = value
-
-
-def describe_validation_error(exc: ValidationError, source: str) -> tuple[str, str]:
-    """First pydantic error as (field path, message), dropping union-member noise from the path."""
-    err = exc.errors()[0]
-    parts: list[str] = []
-    for part in err["loc"]:
-        text = str(part)
-        # Discriminated unions add the tag ("trace") and function validators add their names.
-        if text in {"constant", "step", "ramp", "diurnal", "spike", "bursty", "trace"} and parts and parts[-1] == "workload":
-            continue
-        if text.startswith("function-") or text in {"float", "int", "str"}:
-            continue
-        parts.append(text)
-    path = ".".join(parts) or "(top level)"
-    message = err["msg"]
-    if err["type"] == "extra_forbidden":
-        message = "unknown key"
-    elif err["type"] == "missing":
-        message = "required field missing"
-    elif err["type"] == "union_tag_invalid":
-        message = f"unknown kind {err.get('input', {}).get('kind')!r}; expected one of {err['ctx']['expected_tags']}"
-    elif err["type"] == "union_tag_not_found":
-        message = "missing 'kind' (constant, step, ramp, diurnal, spike, bursty or trace)"
-    message = message.removeprefix("Value error, ")
-    return f"{source}: {path}", message

@@ -97,19 +97,23 @@ class LocalBackend:
         if not abort:
             pool.shutdown(wait=True)
             return
-        # Before Python 3.14 there is no public way to stop running workers; shutdown() forgets
-        # the processes, so take them first.
-        terminate = getattr(pool, "terminate_workers", None)
-        if terminate is not None:  # pragma: no cover - Python >= 3.14
-            terminate()
-            return
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-        for process in processes:
-            process.join(timeout=5)
+        terminate_pool(pool)
+
+
+def terminate_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued work and stop the running workers now (a simulation can take minutes)."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    # Before 3.14 there is no public way; shutdown() forgets the processes, so take them first.
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=5)
 
 
 def _ignore_sigint() -> None:

@@ -29,6 +29,7 @@ from tidal.config.loader import scenario_from_dict
 from tidal.config.scenario import Scenario
 from tidal.core.errors import TidalInputError
 from tidal.experiment.arms import Arm
+from tidal.experiment.backends import terminate_pool
 from tidal.policy import available_policies, build_policy
 from tidal.sim import Simulation
 from tidal.sim.results import Summary
@@ -215,7 +216,7 @@ def _run_parallel(tasks: list[_Task], workers: int, progress: Progress | None) -
                 if progress is not None:
                     progress(done_count, len(tasks))
     except BaseException:
-        _abort(pool)
+        terminate_pool(pool)
         raise
     pool.shutdown(wait=True)
     return [r for r in results if r is not None]
@@ -225,17 +226,3 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _abort(pool: ProcessPoolExecutor) -> None:
-    """Cancel queued runs and stop the running ones now (a run can take minutes)."""
-    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
-    if terminate is not None:
-        terminate()
-        return
-    # Before 3.14 there is no public way; shutdown() forgets the processes, so take them first.
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-    for process in processes:
-        process.join(timeout=5)

@@ -441,7 +441,7 @@ def _validate(
             close = get_close_matches(path.split(".")[-1], names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise TidalInputError(f"--param {path}", f"no such parameter in policy {space.policy!r}{hint}") from None
-        if exc.problem == "Field required":
+        if exc.problem == "required field missing":
             raise TidalInputError(
                 exc.where,
                 f"required by policy {space.policy!r}: set it in the policy block or add --param {path}=LOW:HIGH",

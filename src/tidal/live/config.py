@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tidal.config.fields import Duration
 from tidal.config.loader import load_yaml
+from tidal.config.errors import describe_validation_error
 from tidal.core.errors import TidalInputError
 from tidal.core.types import METRIC_NAMES
 
@@ -173,39 +174,11 @@ class ControllerConfig(_Spec):
         return self
 
 
-_TAGS = {"balancer", "prometheus", "local", "kubernetes"}
-
-
 def _describe(exc: ValidationError, source: str) -> TidalInputError:
     """First pydantic error as a :class:`TidalInputError` naming the field path."""
-    err = exc.errors()[0]
-    parts: list[str] = []
-    for part in err["loc"]:
-        text = str(part)
-        # Discriminated unions add the tag; unions and validators add member and function names.
-        if text in _TAGS and parts and parts[-1] in {"metrics", "actuator"}:
-            continue
-        if text in {"int", "str", "float"} or text.startswith(("literal[", "function-")):
-            continue
-        parts.append(text)
-    path = ".".join(parts) or "(top level)"
-    message = err["msg"]
-    if err["type"] == "extra_forbidden":
-        message = "unknown key"
-    elif err["type"] == "missing":
-        message = "required field missing"
-    elif err["type"] == "union_tag_invalid":
-        tag = err["ctx"].get("tag")
-        message = f"unknown value {tag!r}; expected one of {err['ctx']['expected_tags']}"
-    elif err["type"] == "union_tag_not_found":
-        tags = {"metrics": "balancer or prometheus", "actuator": "local or kubernetes"}.get(parts[-1] if parts else "", "")
-        message = f"missing {err['ctx']['discriminator']}" + (f" ({tags})" if tags else "")
-    message = message.removeprefix("Value error, ")
-    head, sep, rest = message.partition(": ")
-    if path == "(top level)" and sep and head.replace(".", "").replace("_", "").isalnum():
-        # Cross-field checks name their field first ("fallback.replicas: must be ...").
-        path, message = head, rest
-    return TidalInputError(f"{source}: {path}", message)
+    return TidalInputError(*describe_validation_error(
+        exc, source, union_tags={"metrics": {"balancer", "prometheus"}, "actuator": {"local", "kubernetes"}},
+        tag_hints={"metrics": "balancer or prometheus", "actuator": "local or kubernetes"}))
 
 
 def controller_config_from_dict(data: Mapping[str, Any], base_dir: str | Path | None = None,

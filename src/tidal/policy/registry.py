@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tidal.config.errors import describe_validation_error
 from tidal.config.fields import Duration
 from tidal.core.errors import TidalInputError
 from tidal.policy.base import Policy
@@ -104,9 +105,5 @@ def build_policy(block: Mapping[str, Any], min_replicas: int | None = None, max_
 
 
 def _first_error(exc: ValidationError, where: str) -> tuple[str, str]:
-    err = exc.errors()[0]
-    path = ".".join([where, *(str(p) for p in err["loc"])])
-    message = err["msg"]
-    if err["type"] == "extra_forbidden":
-        message = "unknown key"
-    return path, message.removeprefix("Value error, ")
+    path, message = describe_validation_error(exc, "")
+    return (where if path == "(top level)" else f"{where}.{path}"), message

@@ -13,7 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tidal.config.fields import Duration
-from tidal.config.loader import describe_validation_error, load_yaml
+from tidal.config.errors import describe_validation_error
+from tidal.config.loader import load_yaml
 from tidal.core.errors import TidalInputError
 
 Algorithm = Literal[
