@@ -164,6 +164,14 @@ def test_never_plans_below_the_present_load():
     assert decisions[-1].replicas >= math.ceil(100.0 / 40.0)
 
 
+def test_present_load_is_the_last_sync_period_not_the_whole_step():
+    """A surge shows within one sync period even when the forecaster's step is 5 minutes."""
+    params = dict(**FIXED, target_utilization=1.0, initial_margin=0.0,
+                  forecaster={"kind": "ewma", "alpha": 1.0, "step": "5m"})
+    decisions = Feed().run(_policy(**params), [100.0] * 30 + [400.0])  # past the first 5-minute bucket
+    assert decisions[-1].replicas >= math.ceil(400.0 / 40.0)
+
+
 def test_margin_is_the_error_quantile():
     """EWMA with alpha=1 forecasts the last bucket; rates alternating 100/140 make errors ±40."""
     params = dict(concurrency=1, service_time=1.0, target_utilization=1.0, quantile=0.9, horizon="60s",

@@ -34,7 +34,7 @@ from pydantic import (
 
 from tidal.config.fields import Duration
 from tidal.core.errors import TidalInputError
-from tidal.core.types import METRIC_NAMES, Decision, Observation
+from tidal.core.types import METRIC_NAMES, Decision, MetricsWindow, Observation
 from tidal.core.units import parse_duration
 from tidal.forecast import EWMA, Forecaster, ForecastErrors, Holt, HoltWinters, LinearRegression, SeasonalNaive
 from tidal.policy.base import Policy
@@ -327,7 +327,7 @@ class PredictivePolicy(Policy):
         f = self.forecaster
         steps = f.steps_to(now + horizon)
         path = f.path(steps)
-        # Never plan below the load of the last step: a replica removed now is needed now.
+        # Never plan below the present load: a replica removed now is needed now.
         current = self._current_rate
         rate = max(0.0, float(np.max(path)), current if current is not None else 0.0)
         assert f.time is not None
@@ -342,9 +342,9 @@ class PredictivePolicy(Policy):
 
     def _ingest(self, obs: Observation) -> None:
         """Feed the metric samples that became visible since the last decision, and note the
-        present rate (mean over the last step)."""
+        present rate (mean over the last sync period, at most one step)."""
         window = obs.metrics
-        self._current_rate = window.mean(self.config.metric, self.forecaster.step_s)
+        self._current_rate = self._present_rate(window)
         if self._fed_until is None:
             times, values = window.series(self.config.metric)
         else:
@@ -360,6 +360,23 @@ class PredictivePolicy(Policy):
                     self.errors.resolve(end, actual)
         if len(times):
             self._fed_until = float(times[-1])
+
+    def _present_rate(self, window: MetricsWindow) -> float | None:
+        """Mean of the samples within one sync period (at most one step) of the latest one.
+
+        Averaging the present load over a whole forecaster step (5 min for a daily season) would
+        notice a surge minutes late and hold a one-minute spike's capacity for a step after it
+        passed. Counting back from the latest sample rather than from now keeps at least one
+        sample when scrapes are sparser than decisions.
+        """
+        step = self.forecaster.step_s
+        times, values = window.series(self.config.metric, step)
+        ok = np.isfinite(values)
+        times, values = times[ok], values[ok]
+        if not len(values):
+            return None
+        span = min(step, self._sync_s or step)
+        return float(values[times > times[-1] - span + 1e-9].mean())
 
     def _learn_startups(self, obs: Observation) -> None:
         in_progress = 0.0
