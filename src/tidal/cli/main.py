@@ -19,8 +19,10 @@ from tidal.core.errors import TidalInputError
 
 EXIT_INPUT_ERROR = 2
 
-console = Console()
-err_console = Console(stderr=True)
+# Rich assumes 80 columns when output is not a terminal (CI logs, pipes); tables of several
+# policies need more, so give them room there instead of wrapping every cell.
+console = Console(width=None if sys.stdout.isatty() else 140)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 
 class _Parser(argparse.ArgumentParser):
