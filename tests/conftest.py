@@ -76,3 +76,13 @@ class Scripted(Policy):
 @pytest.fixture
 def traces_dir() -> Path:
     return TRACES
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    """One trained serving model per test session, shared by every serve and live test."""
+    from tidal.serve import model as model_mod
+
+    path = tmp_path_factory.getbasetemp() / "serve-model"
+    model_mod.ensure_model(path)
+    return path

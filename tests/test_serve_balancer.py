@@ -21,16 +21,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tidal.serve import model as model_mod
 from tidal.serve.stack import ServeStack
-
-
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory) -> Path:
-    """One trained model per test session, shared by every serve test file (same folder)."""
-    path = tmp_path_factory.getbasetemp() / "serve-model"
-    model_mod.ensure_model(path)
-    return path
 
 
 def http(method: str, url: str, body: object | None = None, headers: dict | None = None):

@@ -35,6 +35,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from tidal.cli import compare as compare_cmd
     from tidal.cli import export as export_cmd
+    from tidal.cli import load as load_cmd
     from tidal.cli import plan as plan_cmd
     from tidal.cli import run as run_cmd
     from tidal.cli import serve as serve_cmd
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_cmd.add_commands(sub)
     serve_cmd.add_commands(sub)
     run_cmd.add_commands(sub)
+    load_cmd.add_commands(sub)
     return parser
 
 
