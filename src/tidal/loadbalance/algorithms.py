@@ -36,8 +36,9 @@ import bisect
 import random
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, get_args
 
+from tidal.config.scenario import LoadBalancerSpec
 from tidal.loadbalance.hashing import point_hash, vnode_hash
 
 #: Weight of a replica at full speed (the simulator's ``WRR_WEIGHT_SCALE``).
@@ -258,15 +259,10 @@ class ConsistentHash(Balancer):
         return self.ring(candidates).owner_index(key)
 
 
-#: Names accepted by :func:`make_balancer` (the simulator's, less its central queue).
-ALGORITHMS = (
-    "round_robin",
-    "weighted_round_robin",
-    "random",
-    "least_connections",
-    "power_of_two",
-    "consistent_hash",
-)
+#: Names accepted by :func:`make_balancer`: the scenario schema's balancers, less the simulator's
+#: central queue (which has no live counterpart).
+ALGORITHMS = tuple(name for name in get_args(LoadBalancerSpec.model_fields["algorithm"].annotation)
+                   if name != "central_queue")
 
 
 def make_balancer(name: str, *, seed: int | None = None, vnodes: int = DEFAULT_VNODES) -> Balancer:
