@@ -96,3 +96,12 @@ def test_validate_and_policies(capsys):
                                             if not p.name.startswith("live_")))
 def test_examples_validate(example):
     assert main(["validate", str(REPO / "examples" / example)]) == 0
+
+
+def test_every_command_is_registered(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = capsys.readouterr().out
+    for command in ("simulate", "validate", "policies", "compare", "tune", "sweep", "plan", "export",
+                    "serve", "run", "load"):
+        assert command in listed

@@ -81,21 +81,8 @@ def sequential(scenario, arms):
 
 
 def run_main(argv: list[str]) -> int:
-    """``tidal.cli.main.main`` with the compare command added (until main.py registers it)."""
-    original = cli_main.build_parser
-
-    def build() -> argparse.ArgumentParser:
-        parser = original()
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        if "compare" not in sub.choices:
-            compare_cmd.add_commands(sub)
-        return parser
-
-    cli_main.build_parser = build
-    try:
-        return cli_main.main(argv)
-    finally:
-        cli_main.build_parser = original
+    """The ``tidal`` command line, in-process."""
+    return cli_main.main(argv)
 
 
 # --------------------------------------------------------------------------- statistics

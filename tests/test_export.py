@@ -45,23 +45,10 @@ def block_source(block: dict, bounds: tuple[int, int] | None = None) -> PolicySo
 
 
 def run_cli(argv: list[str]) -> int:
-    """``tidal.cli.main.main`` with the export command added if the lead has not wired it yet."""
-    import tidal.cli.main as cli_main
+    """The ``tidal`` command line, in-process."""
+    from tidal.cli.main import main
 
-    original = cli_main.build_parser
-
-    def build_parser():
-        parser = original()
-        sub = next(a for a in parser._actions if a.dest == "command")
-        if "export" not in sub.choices:
-            export_cmd.add_commands(sub)
-        return parser
-
-    cli_main.build_parser = build_parser
-    try:
-        return cli_main.main(argv)
-    finally:
-        cli_main.build_parser = original
+    return main(argv)
 
 
 # --------------------------------------------------------------------------- each target from its example

@@ -112,17 +112,7 @@ def test_the_example_config_is_valid():
 
 @pytest.fixture
 def tidal_main(monkeypatch):
-    """``tidal.cli.main.main`` with the ``run`` command registered (the lead wires it in main.py)."""
-    original = cli_main.build_parser
-
-    def build_parser():
-        parser = original()
-        sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-        if "run" not in sub.choices:
-            run_cmd.add_commands(sub)
-        return parser
-
-    monkeypatch.setattr(cli_main, "build_parser", build_parser)
+    """The ``tidal`` command line, in-process."""
     yield cli_main.main
     # The command prints decisions through a handler on stdout; drop it with the captured stdout.
     decisions = logging.getLogger("tidal.live.decisions")

@@ -314,17 +314,7 @@ def test_timeline_bins_by_send_time():
 
 @pytest.fixture
 def tidal_main(monkeypatch):
-    """``tidal`` with the load command (added here until main.py registers it)."""
-    original = cli_main.build_parser
-
-    def build():
-        parser = original()
-        sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-        if "load" not in sub.choices:
-            load_cmd.add_commands(sub)
-        return parser
-
-    monkeypatch.setattr(cli_main, "build_parser", build)
+    """The ``tidal`` command line, in-process."""
     return cli_main.main
 
 
@@ -374,17 +364,10 @@ def test_cli_ctrl_c_stops_and_still_prints_the_summary(tmp_path):
     import sys
 
     out = tmp_path / "load.json"
-    # `tidal load` in a child process (with the command added as in the fixture above).
-    code = ("import sys\nfrom tidal.cli import load, main as m\norig = m.build_parser\n"
-            "def build():\n    p = orig()\n"
-            "    sub = next(a for a in p._actions if a.__class__.__name__ == '_SubParsersAction')\n"
-            "    'load' in sub.choices or load.add_commands(sub)\n    return p\n"
-            "m.build_parser = build\nsys.exit(m.main(sys.argv[1:]))\n")
-
-    async def body():
+    async def body():  # `tidal load` in a child process
         async with Target(delay=0.2) as target:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", code, "load", target.url, "--rate", "20/s", "--duration", "60s", "--quiet",
+                sys.executable, "-m", "tidal.cli.main", "load", target.url, "--rate", "20/s", "--duration", "60s", "--quiet",
                 "--out", str(out), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 env={**os.environ, "COLUMNS": "200"})
             while len(target.arrivals) < 10:  # the load is under way

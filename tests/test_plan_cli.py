@@ -17,17 +17,7 @@ from tidal.sim import simulate
 
 
 def run(argv: list[str], monkeypatch) -> int:
-    """``tidal.cli.main.main`` with the plan command registered (if main.py does not yet)."""
-    build = cli_main.build_parser
-
-    def build_with_plan() -> argparse.ArgumentParser:
-        parser = build()
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        if "plan" not in sub.choices:
-            plan_cli.add_commands(sub)
-        return parser
-
-    monkeypatch.setattr(cli_main, "build_parser", build_with_plan)
+    """The ``tidal`` command line, in-process."""
     return cli_main.main(argv)
 
 

@@ -43,17 +43,7 @@ def scenario(scenario_file: Path):
 
 
 def cli(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    """``tidal`` with the sweep command wired in (as ``cli/main.py`` will do)."""
-    build = cli_main.build_parser
-
-    def with_sweep() -> argparse.ArgumentParser:
-        parser = build()
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        if "sweep" not in sub.choices:
-            sweep_cli.add_commands(sub)
-        return parser
-
-    monkeypatch.setattr(cli_main, "build_parser", with_sweep)
+    """The ``tidal`` command line, in-process (argparse errors become their exit status)."""
     try:
         return cli_main.main(argv)
     except SystemExit as exc:  # argparse errors

@@ -434,17 +434,7 @@ def test_save_writes_pareto_csv_and_removes_a_stale_answer(tmp_path):
 
 
 def cli(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    """``tidal`` with the tune command wired in (as ``cli/main.py`` will do)."""
-    build = cli_main.build_parser
-
-    def with_tune() -> argparse.ArgumentParser:
-        parser = build()
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        if "tune" not in sub.choices:
-            tune_cli.add_commands(sub)
-        return parser
-
-    monkeypatch.setattr(cli_main, "build_parser", with_tune)
+    """The ``tidal`` command line, in-process (argparse errors become their exit status)."""
     try:
         return cli_main.main(argv)
     except SystemExit as exc:  # argparse errors
