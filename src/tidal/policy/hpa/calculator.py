@@ -90,14 +90,19 @@ def ready_pods_count(pods: Sequence[PodInfo]) -> int:
 # --------------------------------------------------------------------------- resource metrics
 
 
+def _resource_metrics(items: Sequence[PodMetricsItem], resource: str, container: str):
+    """Per-pod samples of ``resource``, with upstream's error wording when they are missing."""
+    try:
+        return resource_samples(items, resource, container)
+    except MetricError as exc:
+        raise MetricError(f"unable to get metrics for resource {resource}: {exc}") from None
+
+
 def get_resource_replicas(current_replicas: int, target_utilization: int, resource: str, pods: Sequence[PodInfo],
                           items: Sequence[PodMetricsItem], now: float, settings: CalculatorSettings,
                           container: str = "") -> ReplicaProposal:
     """``GetResourceReplicas``: Resource/ContainerResource with an ``averageUtilization`` target (§4.6)."""
-    try:
-        metrics = resource_samples(items, resource, container)
-    except MetricError as exc:
-        raise MetricError(f"unable to get metrics for resource {resource}: {exc}") from None
+    metrics = _resource_metrics(items, resource, container)
     if not pods:
         raise MetricError("no pods returned by selector while calculating replica count")
     groups = group_pods(pods, metrics, resource, now, settings.cpu_initialization_period,
@@ -139,10 +144,7 @@ def get_raw_resource_replicas(current_replicas: int, target_milli: int, resource
                               items: Sequence[PodMetricsItem], now: float, settings: CalculatorSettings,
                               container: str = "") -> ReplicaProposal:
     """``GetRawResourceReplicas``: Resource/ContainerResource with an ``averageValue`` target (§4.7)."""
-    try:
-        metrics = resource_samples(items, resource, container)
-    except MetricError as exc:
-        raise MetricError(f"unable to get metrics for resource {resource}: {exc}") from None
+    metrics = _resource_metrics(items, resource, container)
     return _plain_metric_replicas(metrics, current_replicas, target_milli, pods, resource, now, settings)
 
 
