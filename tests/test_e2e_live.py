@@ -137,6 +137,27 @@ def retries(stack: ServeStack) -> float:
                for sample in family.samples if sample.name == "tidal_retries_total")
 
 
+async def freeze_a_busy_worker(stack: ServeStack, attempts: int = 20) -> dict[str, Any]:
+    """SIGSTOP a ready worker that holds requests, once no worker is draining or starting.
+
+    A request can finish between reading the balancer's state and a kill, so the worker is frozen
+    first and the state read again: requests still in flight on a frozen worker cannot complete,
+    so killing it is certain to cut them off (a worker that finished in time is thawed and another
+    one tried).
+    """
+    for _ in range(attempts):
+        busy = await wait_state(stack, lambda s: not counts(s)["draining"] and not counts(s)["starting"]
+                                and any(r["state"] == "ready" and r["in_flight"] for r in s["replicas"]), 10.0)
+        victim = max((r for r in busy["replicas"] if r["state"] == "ready"), key=lambda r: r["in_flight"])
+        os.kill(victim["pid"], signal.SIGSTOP)
+        await asyncio.sleep(0.2)  # responses already on the wire reach the balancer
+        frozen = next((r for r in (await asyncio.to_thread(stack.state))["replicas"] if r["id"] == victim["id"]), None)
+        if frozen is not None and frozen["in_flight"] >= 1:
+            return frozen
+        os.kill(victim["pid"], signal.SIGCONT)
+    raise AssertionError(f"no worker held a request once frozen in {attempts} attempts")
+
+
 def test_no_request_lost_across_scale_in_and_a_killed_worker(model_dir, tmp_path):
     # 6 req/s of 300 ms on 3 workers x 2 slots (30 % busy): the controller scales in to 2 under
     # load; then a worker holding requests is SIGKILLed. Its requests are retried elsewhere.
@@ -152,9 +173,7 @@ def test_no_request_lost_across_scale_in_and_a_killed_worker(model_dir, tmp_path
             async with controlled(stack, tmp_path, policy, lo=1, hi=4) as controller:
                 scaled_in = await wait_state(stack, lambda s: s["desired"] < 3, 8.0)
                 # Once the drain is over, kill a worker while it holds requests.
-                busy = await wait_state(stack, lambda s: not counts(s)["draining"] and not counts(s)["starting"]
-                                        and any(r["state"] == "ready" and r["in_flight"] for r in s["replicas"]), 10.0)
-                victim = max((r for r in busy["replicas"] if r["state"] == "ready"), key=lambda r: r["in_flight"])
+                victim = await freeze_a_busy_worker(stack)
                 os.kill(victim["pid"], signal.SIGKILL)
                 result = await load_task
                 after = await wait_state(stack, lambda s: s["restarts"] >= 1 and not counts(s)["starting"], 15.0)
