@@ -709,7 +709,7 @@ def bench_startup(size: dict[str, Any], console) -> dict[str, Any]:
 
         Simulation(tiny_scenario()).run()  # make sure the default cache is warm
         rows.append(("cached (default cache dir)", run_child("startup", [])))
-        console.print("--quick skips the cold compile (about a minute on its own); run --only startup for it.")
+        console.print("--quick skips the cold compile (about 15 s on its own); run --only startup for it.")
     table = Table(title="Tiny scenario (60 s at 100 req/s, 2 replicas) in a fresh process")
     for col in ("start", "whole process", "process CPU", "imports", "first Simulation.run()", "second run()",
                 "peak RSS"):

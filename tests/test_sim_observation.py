@@ -81,3 +81,39 @@ def test_mismatched_scrape_interval_is_an_error():
     scenario = make_scenario(duration=60, control={"sync_period": 15.0, "scrape_interval": 10.0})
     with pytest.raises(TidalInputError, match="control.scrape_interval"):
         Simulation(scenario)
+
+
+
+class PodReader(Recorder):
+    """Reads every pod at decision time (as a pod-level policy would) and keeps what it read."""
+
+    def __init__(self, replicas: int, schedule: dict[float, int] | None = None) -> None:
+        super().__init__(replicas, schedule)
+        self.read: list[list[tuple[int, bool, int, float | None, bool]]] = []
+
+    def decide(self, obs: Observation) -> Decision:
+        self.read.append(_pod_rows(obs))
+        return super().decide(obs)
+
+
+def _pod_rows(obs: Observation) -> list[tuple[int, bool, int, float | None, bool]]:
+    return [(p.id, p.ready, p.in_flight, p.ready_at, p.draining) for p in obs.pods]
+
+
+def test_pods_read_after_the_run_show_the_values_at_observation_time():
+    # Pod samples are built only when read; reading them after the run must give what a policy
+    # reading them at the decision saw (in-flight counts and readiness change every tick).
+    scenario = make_scenario(rate=60.0, service=0.2, replicas=2, concurrency=4, duration=300,
+                             balancer="least_connections")
+    cold_start = scenario.service.cold_start.model_copy(update={"mean": 20.0})
+    scenario = scenario.model_copy(update={"service": scenario.service.model_copy(update={"cold_start": cold_start})})
+    schedule = {60.0: 5, 150.0: 3}
+    reader, keeper = PodReader(2, schedule), Recorder(2, schedule)
+    Simulation(scenario, reader).run()
+    Simulation(scenario, keeper).run()
+    later = [_pod_rows(obs) for obs in keeper.seen]
+    assert later == reader.read
+    assert [len(obs.pods) for obs in keeper.seen] == [len(rows) for rows in reader.read]
+    in_flight = [sum(row[2] for row in rows) for rows in later]
+    assert len(set(in_flight)) > 3  # the counts moved between syncs, so a late read would differ
+    assert any(not row[1] and row[3] is None for rows in later for row in rows)  # starting pods seen

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,9 +103,9 @@ class Simulation:
         self.pool = ReplicaPool(self.state, svc, self.replica_rng)
         self.resources = resource_models(svc)
         self.history = MetricsHistory(retention_s=max(3600.0, 10 * scenario.control.sync_period))
-        # Per-pod usage snapshots (scrape time, window, {replica uid: usage}), kept as long as the
+        # Per-pod usage snapshots (scrape time, window, usage by replica uid), kept as long as the
         # metrics lag needs, so pods are seen with the same delay as the metrics.
-        self._pod_snapshots: deque[tuple[float, float, dict[int, dict[str, float]]]] = deque()
+        self._pod_snapshots: deque[tuple[float, float, _UsageSnapshot]] = deque()
 
     # ------------------------------------------------------------------ arrivals
     def requests(self):
@@ -186,10 +186,11 @@ class Simulation:
         cand = pool.candidates()
         st.serve(t0, t1, cand, times[lo:hi], service[lo:hi], keys[lo:hi])
         billed, serving = pool.settle(t0, t1, cand)
-        self._record_tick(table, k, t0, t1, cand, billed, serving)
+        latency = self._record_tick(table, k, t0, t1, cand, billed, serving)
         self._scrape_acc.add(st, cand, t1 - t0, serving)
         if (k + 1) % self.per_scrape == 0:
-            self._scrape(t1, cand, self._scrape_acc)
+            # A one-tick scrape window has this tick's histogram: reuse its quantiles.
+            self._scrape(t1, cand, self._scrape_acc, latency if self.per_scrape == 1 else None)
             self._scrape_acc = _ScrapeAccumulator(st.hist_tick.shape[0])
         self.ticks_done = k + 1
 
@@ -203,7 +204,8 @@ class Simulation:
 
     # ------------------------------------------------------------------ per tick
     def _record_tick(self, table: TickTable, k: int, t0: float, t1: float, cand: np.ndarray,
-                     billed: float, serving: float) -> None:
+                     billed: float, serving: float) -> tuple[float, float, float]:
+        """Write row ``k`` of the tick table; returns the tick's latency p50, p95, p99."""
         st = self.state
         c = st.counters
         ready, starting, draining = self.pool.counts(t1)
@@ -226,14 +228,17 @@ class Simulation:
         table.latency_p50[k] = p50
         table.latency_p95[k] = p95
         table.latency_p99[k] = p99
+        return p50, p95, p99
 
-    def _scrape(self, t: float, cand: np.ndarray, acc: _ScrapeAccumulator) -> None:
+    def _scrape(self, t: float, cand: np.ndarray, acc: _ScrapeAccumulator,
+                latency: tuple[float, float, float] | None = None) -> None:
+        """Record one scrape's metrics; ``latency`` passes quantiles already computed from ``acc.hist``."""
         st = self.state
         window = acc.seconds
         running = st.running(cand, t) if len(cand) else np.zeros(0, dtype=np.int64)
         in_flight = st.in_flight(cand) if len(cand) else np.zeros(0, dtype=np.int64)
         queued = float((in_flight - running).sum()) + st.buffered()
-        p50, p95, p99 = histogram.quantiles(acc.hist, (0.5, 0.95, 0.99))
+        p50, p95, p99 = latency if latency is not None else histogram.quantiles(acc.hist, (0.5, 0.95, 0.99))
         ready, _, _ = self.pool.counts(t)
         values = {
             "rps": acc.arrivals / window,
@@ -245,68 +250,128 @@ class Simulation:
         }
         if not math.isnan(p50):
             values.update(latency_p50=p50, latency_p95=p95, latency_p99=p99)
-        pods = self._pod_usage(t, cand, acc)
-        for resource in ("cpu", "gpu", "memory"):
-            if resource in self.resources and pods:
-                pct = [100.0 * usage[resource] / self.resources[resource].request for _, usage in pods]
-                values[f"{resource}_utilization"] = float(np.mean(pct))
+        uids, usage = self._pod_usage(t, cand, acc)
+        if len(uids):
+            for resource in ("cpu", "gpu", "memory"):
+                if resource in self.resources:
+                    pct = 100.0 * usage[resource] / self.resources[resource].request
+                    values[f"{resource}_utilization"] = float(np.mean(pct))
         self.history.record(t, values)
-        self._pod_snapshots.append((t, window, {int(self.state.uid[r]): usage for r, usage in pods}))
+        self._pod_snapshots.append((t, window, _UsageSnapshot(uids, usage)))
         horizon = t - self.scenario.control.metrics_lag
         while len(self._pod_snapshots) > 1 and self._pod_snapshots[1][0] <= horizon:
             self._pod_snapshots.popleft()
 
-    def _pod_usage(self, t: float, cand: np.ndarray, acc: _ScrapeAccumulator) -> list[tuple[int, dict[str, float]]]:
-        """Mean usage per ready pod over the scrape window, as metrics-server reports it."""
-        out = []
+    def _pod_usage(self, t: float, cand: np.ndarray,
+                   acc: _ScrapeAccumulator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Mean usage of each ready pod over the scrape window, as metrics-server reports it.
+
+        Returns the pods' uids and, per resource, their usage (arrays aligned with the uids).
+        """
         window = acc.seconds
-        for r in cand:
-            if self.pool.ready_at[r] > t or not self.pool.alive[r]:
-                continue
-            uid = int(self.state.uid[r])
-            busy = acc.busy_by_uid.get(uid, 0.0) / window
-            insys = acc.insys_by_uid.get(uid, 0.0) / window
-            usage = {
-                name: m.idle + m.per_busy_slot * busy + m.per_request * insys
-                for name, m in self.resources.items()
-            }
-            out.append((int(r), usage))
-        return out
+        pool = self.pool
+        serving = cand[(pool.ready_at[cand] <= t) & pool.alive[cand]]
+        uids = self.state.uid[serving]
+        busy, insys = acc.per_uid(uids)
+        busy = busy / window
+        insys = insys / window
+        usage = {name: m.idle + m.per_busy_slot * busy + m.per_request * insys for name, m in self.resources.items()}
+        return uids, usage
 
     def _observe(self, t: float, lag: float) -> Observation:
         pool = self.pool
         ready, starting, _ = pool.counts(t)
-        usage_time, usage_window, usage_by_uid = None, 0.0, {}
+        usage_time, usage_window, usage = None, 0.0, None
         for snap_time, snap_window, snap in reversed(self._pod_snapshots):
             if snap_time <= t - lag:
-                usage_time, usage_window, usage_by_uid = snap_time, snap_window, snap
+                usage_time, usage_window, usage = snap_time, snap_window, snap
                 break
-        in_flight = {}
         cand = pool.candidates()
-        if len(cand):
-            in_flight = dict(zip(cand.tolist(), self.state.in_flight(cand).tolist(), strict=True))
-        pods = []
-        requests = {name: m.request for name, m in self.resources.items()}
-        for r in cand.tolist():
-            is_ready = pool.ready_at[r] <= t and math.isinf(pool.drain_at[r])
-            uid = int(self.state.uid[r])
-            usage = usage_by_uid.get(uid)
-            pods.append(
-                PodSample(
-                    id=uid,
-                    ready=is_ready,
-                    started_at=float(pool.created_at[r]),
-                    ready_at=float(pool.ready_at[r]) if pool.ready_at[r] <= t else None,
-                    in_flight=int(in_flight.get(r, 0)),
-                    requests=requests,
-                    usage=usage or {},
-                    draining=not math.isinf(pool.drain_at[r]),
-                    usage_time=usage_time if usage else None,
-                    usage_window=usage_window if usage else 0.0,
-                )
-            )
+        ready_at = pool.ready_at[cand]
+        draining = ~np.isinf(pool.drain_at[cand])
+        pods = _PodSnapshot(
+            uid=self.state.uid[cand], ready=(ready_at <= t) & ~draining, started_at=pool.created_at[cand],
+            ready_at=np.where(ready_at <= t, ready_at, np.nan), in_flight=self.state.in_flight(cand).copy(),
+            draining=draining, requests={name: m.request for name, m in self.resources.items()},
+            usage=usage, usage_time=usage_time, usage_window=usage_window,
+        )
         return Observation(time=t, replicas=self._spec, ready=ready, starting=starting, pods=pods,
                            metrics=self.history.view(t, lag))
+
+
+class _UsageSnapshot:
+    """Per-pod resource usage of one scrape: uids and, per resource, usage aligned with them."""
+
+    __slots__ = ("uids", "usage", "_index")
+
+    def __init__(self, uids: np.ndarray, usage: dict[str, np.ndarray]) -> None:
+        self.uids = uids
+        self.usage = usage
+        self._index: dict[int, int] | None = None
+
+    def get(self, uid: int) -> dict[str, float] | None:
+        """The usage of pod ``uid`` ({resource: value}), or None if it was not scraped."""
+        if self._index is None:
+            self._index = {u: k for k, u in enumerate(self.uids.tolist())}
+        k = self._index.get(uid)
+        if k is None:
+            return None
+        return {name: float(values[k]) for name, values in self.usage.items()}
+
+
+class _PodSnapshot(Sequence[PodSample]):
+    """The pods of one observation, turned into :class:`PodSample` objects only when read.
+
+    Most policies read aggregate metrics only, and building a ``PodSample`` per replica at every
+    sync was a visible share of the simulator's control plane. The per-replica figures are copied
+    when the observation is made, so reading them later (a policy that keeps observations) shows
+    what was true at that time.
+    """
+
+    __slots__ = ("_columns", "_requests", "_usage", "_usage_time", "_usage_window", "_pods")
+
+    def __init__(self, *, uid: np.ndarray, ready: np.ndarray, started_at: np.ndarray, ready_at: np.ndarray,
+                 in_flight: np.ndarray, draining: np.ndarray, requests: Mapping[str, float],
+                 usage: _UsageSnapshot | None, usage_time: float | None, usage_window: float) -> None:
+        self._columns = (uid, ready, started_at, ready_at, in_flight, draining)
+        self._requests = requests
+        self._usage = usage
+        self._usage_time = usage_time
+        self._usage_window = usage_window
+        self._pods: tuple[PodSample, ...] | None = None
+
+    def _build(self) -> tuple[PodSample, ...]:
+        if self._pods is None:
+            pods = []
+            for uid, ready, started_at, ready_at, in_flight, draining in zip(
+                    *(column.tolist() for column in self._columns), strict=True):
+                usage = self._usage.get(uid) if self._usage is not None else None
+                pods.append(PodSample(
+                    id=uid, ready=ready, started_at=started_at,
+                    ready_at=None if math.isnan(ready_at) else ready_at, in_flight=in_flight,
+                    requests=self._requests, usage=usage or {}, draining=draining,
+                    usage_time=self._usage_time if usage else None,
+                    usage_window=self._usage_window if usage else 0.0,
+                ))
+            self._pods = tuple(pods)
+        return self._pods
+
+    def __len__(self) -> int:
+        return len(self._columns[0])
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self._build()[index]
+
+    def __iter__(self) -> Iterator[PodSample]:
+        return iter(self._build())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _PodSnapshot):
+            return self._build() == other._build()
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return repr(list(self._build()))
 
 
 class _ScrapeAccumulator:
@@ -320,8 +385,7 @@ class _ScrapeAccumulator:
         self.insys = 0.0
         self.serving = 0.0
         self.hist = np.zeros(n_buckets, dtype=np.int64)
-        self.busy_by_uid: dict[int, float] = {}
-        self.insys_by_uid: dict[int, float] = {}
+        self._ticks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (uids, busy, in-system)
 
     def add(self, st: DataPlaneState, cand: np.ndarray, seconds: float, serving: float) -> None:
         c = st.counters
@@ -335,9 +399,24 @@ class _ScrapeAccumulator:
             insys = st.insys[cand]
             self.busy += float(busy.sum())
             self.insys += float(insys.sum())
-            for uid, b, q in zip(st.uid[cand].tolist(), busy.tolist(), insys.tolist(), strict=True):
-                self.busy_by_uid[uid] = self.busy_by_uid.get(uid, 0.0) + b
-                self.insys_by_uid[uid] = self.insys_by_uid.get(uid, 0.0) + q
+            self._ticks.append((st.uid[cand], busy, insys))
+
+    def per_uid(self, uids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Busy and in-system seconds of each replica in ``uids`` over the window (0 if unseen)."""
+        if not self._ticks or not len(uids):
+            return np.zeros(len(uids)), np.zeros(len(uids))
+        if len(self._ticks) == 1:
+            seen, busy, insys = self._ticks[0]
+        else:
+            # Sum tick by tick in time order (the order a running total would use).
+            seen, inverse = np.unique(np.concatenate([u for u, _, _ in self._ticks]), return_inverse=True)
+            busy = np.bincount(inverse, np.concatenate([b for _, b, _ in self._ticks]), len(seen))
+            insys = np.bincount(inverse, np.concatenate([q for _, _, q in self._ticks]), len(seen))
+        order = np.argsort(seen, kind="stable")
+        pos = np.minimum(np.searchsorted(seen, uids, sorter=order), len(seen) - 1)
+        idx = order[pos]
+        found = seen[idx] == uids
+        return np.where(found, busy[idx], 0.0), np.where(found, insys[idx], 0.0)
 
 
 def simulate(scenario: Scenario, policy: Policy | None = None, *, seed: int | None = None,
