@@ -83,7 +83,6 @@ def test_mismatched_scrape_interval_is_an_error():
         Simulation(scenario)
 
 
-
 class PodReader(Recorder):
     """Reads every pod at decision time (as a pod-level policy would) and keeps what it read."""
 

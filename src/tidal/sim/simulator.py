@@ -405,16 +405,11 @@ class _ScrapeAccumulator:
         """Busy and in-system seconds of each replica in ``uids`` over the window (0 if unseen)."""
         if not self._ticks or not len(uids):
             return np.zeros(len(uids)), np.zeros(len(uids))
-        if len(self._ticks) == 1:
-            seen, busy, insys = self._ticks[0]
-        else:
-            # Sum tick by tick in time order (the order a running total would use).
-            seen, inverse = np.unique(np.concatenate([u for u, _, _ in self._ticks]), return_inverse=True)
-            busy = np.bincount(inverse, np.concatenate([b for _, b, _ in self._ticks]), len(seen))
-            insys = np.bincount(inverse, np.concatenate([q for _, _, q in self._ticks]), len(seen))
-        order = np.argsort(seen, kind="stable")
-        pos = np.minimum(np.searchsorted(seen, uids, sorter=order), len(seen) - 1)
-        idx = order[pos]
+        # Sum tick by tick in time order (the order a running total would use); ``seen`` is sorted.
+        seen, inverse = np.unique(np.concatenate([u for u, _, _ in self._ticks]), return_inverse=True)
+        busy = np.bincount(inverse, np.concatenate([b for _, b, _ in self._ticks]), len(seen))
+        insys = np.bincount(inverse, np.concatenate([q for _, _, q in self._ticks]), len(seen))
+        idx = np.minimum(np.searchsorted(seen, uids), len(seen) - 1)
         found = seen[idx] == uids
         return np.where(found, busy[idx], 0.0), np.where(found, insys[idx], 0.0)
 
