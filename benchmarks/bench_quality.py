@@ -453,6 +453,7 @@ def load_case(trace: Trace, quick: bool) -> tuple[str, Facts, dict[str, Any]]:
     from tidal.config import load_scenario
     from tidal.config.loader import scenario_from_dict
     from tidal.experiment.compare import portable_scenario
+    from tidal.policy import effective_control
 
     data = portable_scenario(load_scenario(SCENARIO_DIR / trace.file))
     if quick:
@@ -460,18 +461,21 @@ def load_case(trace: Trace, quick: bool) -> tuple[str, Facts, dict[str, Any]]:
     scenario = scenario_from_dict(data)
     data = portable_scenario(scenario)
     facts = Facts(scenario.service.concurrency, scenario.replicas.min, scenario.replicas.max,
-                  scenario.slo.latency, scenario.slo.target, scenario.control.sync_period)
+                  scenario.slo.latency, scenario.slo.target,
+                  effective_control(scenario.control, scenario.policy).sync)
     return json.dumps(data, sort_keys=True), facts, data
 
 
 def _ticks_of(data: dict[str, Any]) -> float:
     """Ticks of one run: the control plane dominates a run's cost."""
     from tidal.config.loader import scenario_from_dict
+    from tidal.policy import effective_control
     from tidal.workload import build_workload
 
     scenario = scenario_from_dict(data)
     duration = scenario.duration or build_workload(scenario.workload, scenario.seed).duration or 0.0
-    return duration / min(scenario.control.sync_period, scenario.control.scrape)
+    control = effective_control(scenario.control, scenario.policy)
+    return duration / min(control.sync, control.scrape)
 
 
 def _label(value: float, knob: Knob) -> str:

@@ -86,3 +86,32 @@ def model_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.getbasetemp() / "serve-model"
     model_mod.ensure_model(path)
     return path
+
+
+def upstream_case_ids(cases: list[dict[str, Any]], detail: Callable[[dict[str, Any]], str] | None = None) -> list[str]:
+    """Test ids that name the upstream Go test each translated case comes from.
+
+    ``go_test`` (with the case's own ``name`` appended when the Go test path does not already
+    end with it); an older upstream name (``legacy_name``) first, so ``-k TestReplicaCalcScaleUp``
+    finds the case under either name. A case without a name gets ``detail(case)``; ids that
+    would repeat are numbered.
+    """
+    ids = []
+    for case in cases:
+        go, name, legacy = case.get("go_test"), case.get("name"), case.get("legacy_name")
+        if go and name and not go.endswith(name):
+            base = f"{go}/{name}"
+        else:
+            base = go or name or ""
+        if not name and detail is not None:
+            base = f"{base}({detail(case)})"
+        ids.append(f"{legacy} ({base})" if legacy else base)
+    totals: dict[str, int] = {}
+    for i in ids:
+        totals[i] = totals.get(i, 0) + 1
+    seen: dict[str, int] = {}
+    numbered = []
+    for i in ids:
+        seen[i] = seen.get(i, 0) + 1
+        numbered.append(i if totals[i] == 1 else f"{i}#{seen[i]}")
+    return numbered

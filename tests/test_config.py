@@ -7,6 +7,8 @@ import pytest
 from tidal.config import load_scenario, scenario_from_dict
 from tidal.core.errors import TidalInputError
 from tidal.core.units import parse_duration, parse_rate
+from tidal.policy import effective_control
+from tidal.policy.registry import DEFAULT_SYNC_PERIOD
 
 BASE = {"workload": {"kind": "constant", "rate": 10}, "service": {"service_time": "50ms"}, "duration": "1h"}
 
@@ -41,8 +43,11 @@ def test_defaults_fill_in():
     s = scenario_from_dict(BASE)
     assert s.duration == 3600
     assert s.service.service_time.distribution == "deterministic"
-    assert s.control.scrape == s.control.sync_period == 15
+    assert s.control.sync_period is None and s.control.scrape_interval is None  # the policy's cadence
+    control = effective_control(s.control, s.policy)  # target_utilization names none: 15 s
+    assert control.scrape == control.sync == DEFAULT_SYNC_PERIOD == 15
     assert s.replicas.initial_count == s.replicas.min
+
 
 
 @pytest.mark.parametrize("patch, where, what", [

@@ -1,6 +1,6 @@
 """Kubernetes HPA conformance: every case translated from the upstream Go tests must pass.
 
-One test per upstream case, the case name as the id. The case files are copies of the project's
+One test per upstream case, named after the upstream Go test (and its older name, if any). The case files are copies of the project's
 shared conformance set (see ``tests/conformance/README.md``); schemas are in the HPA spec §1.
 Times: "now" is 0 s, a case offset ``N`` is ``-N`` s and ``"zero"`` is Go's zero time.
 """
@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from conftest import upstream_case_ids
 from tidal.policy.hpa import calculator as calc
 from tidal.policy.hpa.behavior import (
     Behavior,
@@ -51,7 +52,7 @@ NOW = 0.0
 
 def _cases(filename: str) -> list[Any]:
     cases = json.loads((CONFORMANCE / filename).read_text(encoding="utf-8"))
-    return [pytest.param(case, id=case["name"]) for case in cases]
+    return [pytest.param(case, id=i) for case, i in zip(cases, upstream_case_ids(cases), strict=True)]
 
 
 def _at(offset: float | str | None) -> float | None:

@@ -52,7 +52,7 @@ def test_registered_with_kubernetes_defaults():
     policy = _hpa()
     spec = policy.controller.spec
     assert [(m.type, m.name, m.target.average_utilization) for m in spec.metrics] == [("Resource", "cpu", 80)]
-    assert spec.behavior is None and spec.min_replicas == 0
+    assert spec.behavior is None and spec.min_replicas == 1  # the API server's default
     s = policy.controller.settings
     assert (s.tolerance, s.cpu_initialization_period, s.delay_of_initial_readiness_status,
             s.downscale_stabilization_window, s.scale_up_limit_factor) == (0.1, 300.0, 30.0, 300.0, 2.0)
@@ -153,6 +153,8 @@ def test_empty_behavior_gets_the_api_defaults():
                                                                                       "averageUtilization": 5}}}]},
      "must set either a target value or averageValue"),
     ({"min_replicas": 1}, "policy.min_replicas"),
+    ({"minReplicas": 0}, "0 is allowed only with an Object or External metric"),
+    ({"maxReplicas": 3, "minReplicas": 5}, "maxReplicas (3) must be greater than or equal to minReplicas (5)"),
 ])
 def test_invalid_parameters_name_the_field(params, field):
     with pytest.raises(TidalInputError) as info:
@@ -240,6 +242,24 @@ def test_behavior_rate_limits_scale_up():
     assert _steady(policy, 90, 3, 1.2, history) == 4
 
 
+def test_select_policy_disabled_freezes_that_direction():
+    up_off = _hpa(metrics=CPU_60, behavior={"scaleUp": {"selectPolicy": "Disabled"}})
+    assert _steady(up_off, 15, 2, 1.2, MetricsHistory()) == 2            # wants 4: scale-up disabled
+    down_off = _hpa(metrics=CPU_60, behavior={"scaleDown": {"selectPolicy": "Disabled"}})
+    history = MetricsHistory()
+    for t in range(15, 1200, 15):                                        # far past any window
+        assert _steady(down_off, t, 6, 0.1, history) == 6, t             # wants 1: scale-down disabled
+    assert _steady(down_off, 1215, 6, 1.2, history) == 12                # scale-up still works
+
+
+def test_scale_up_limit_factor_comes_from_the_config():
+    # Legacy path (no behavior): growth per sync at most max(factor x current, minimum).
+    assert _steady(_hpa(metrics=CPU_60), 15, 4, 6.0, MetricsHistory()) == 8                    # 2 x 4
+    assert _steady(_hpa(metrics=CPU_60, scaleUpLimitFactor=3.0), 15, 4, 6.0, MetricsHistory()) == 12
+    assert _steady(_hpa(metrics=CPU_60, scaleUpLimitFactor=1.0, scaleUpLimitMinimum=1.0), 15, 4, 6.0,
+                   MetricsHistory()) == 4
+
+
 def test_unready_and_starting_pods_dampen_scale_up():
     policy = _hpa(metrics=CPU_60)
     history = MetricsHistory()
@@ -271,10 +291,11 @@ def test_average_value_and_memory_targets():
 def test_external_metric_scales_from_zero():
     metrics = [{"type": "External", "external": {"metric": {"name": "rps"}, "target": {
         "type": "AverageValue", "averageValue": "20"}}}]
-    assert _hpa(metrics=metrics).decide(_obs(15, 0, [], rps=50.0)).replicas == 3  # ceil(50 / 20)
-    assert _hpa(metrics=metrics).decide(_obs(15, 0, [], rps=0.0)).replicas == 0
+    # minReplicas 0 (HPAScaleToZero) is allowed because the metric is External.
+    assert _hpa(metrics=metrics, minReplicas=0).decide(_obs(15, 0, [], rps=50.0)).replicas == 3  # ceil(50 / 20)
+    assert _hpa(metrics=metrics, minReplicas=0).decide(_obs(15, 0, [], rps=0.0)).replicas == 0
     # With the API default minReplicas of 1, a target at zero replicas is not autoscaled.
-    assert _hpa(metrics=metrics, minReplicas=1).decide(_obs(15, 0, [], rps=50.0)).replicas == 0
+    assert _hpa(metrics=metrics).decide(_obs(15, 0, [], rps=50.0)).replicas == 0
 
 
 def test_pods_metric_concurrency_per_replica():

@@ -7,12 +7,12 @@ name. Schema: ``docs/policies/keda.md`` and the KEDA spec's section 12.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conftest import upstream_case_ids
 from tidal.policy.keda import scaledjob
 from tidal.policy.keda.config import (
     check_fallback_valid,
@@ -43,17 +43,9 @@ CASES = json.loads((Path(__file__).resolve().parent / "conformance" / "keda_case
 
 
 def cases(section: str) -> list[Any]:
-    """``pytest.param`` per case with the upstream name as id (numbered when repeated)."""
+    """``pytest.param`` per case, named after its upstream Go test (numbered when repeated)."""
     items = CASES[section]
-    names = [c.get("name") or c["go_test"] for c in items]
-    totals = Counter(names)
-    seen: Counter[str] = Counter()
-    params = []
-    for case, name in zip(items, names, strict=True):
-        seen[name] += 1
-        case_id = name if totals[name] == 1 else f"{name}#{seen[name]}"
-        params.append(pytest.param(case, id=case_id))
-    return params
+    return [pytest.param(case, id=i) for case, i in zip(items, upstream_case_ids(items), strict=True)]
 
 
 def test_case_file_is_the_shared_translation():

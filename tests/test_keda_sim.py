@@ -10,6 +10,7 @@ import pytest
 
 import tidal.policy.keda  # noqa: F401  (registers "keda" before the scenario's policy is built)
 from tidal.config import load_scenario
+from tidal.policy import effective_control
 from tidal.sim import simulate
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "keda_scale_to_zero.yaml"
@@ -26,7 +27,9 @@ def test_example_is_a_keda_scale_to_zero_scenario(run):
     scenario, _, _ = run
     assert scenario.policy["name"] == "keda"
     assert scenario.replicas.min == 0 and scenario.replicas.initial == 0
-    assert scenario.policy["pollingInterval"] == "30s" and scenario.control.sync_period == 30
+    assert scenario.policy["pollingInterval"] == "30s" and scenario.control.sync_period is None
+    control = effective_control(scenario.control, scenario.policy)
+    assert (control.sync, control.scrape) == (15, 15)  # the HPA's upstream sync period
 
 
 def test_scales_to_zero_only_after_the_cooldown(run):
@@ -51,7 +54,7 @@ def test_comes_back_from_zero_on_activation(run):
     polling = 30.0
     comebacks = 0
     for i in range(1, len(spec)):
-        if spec[i - 1] == 0 and arrivals[i - 1] > 0:
+        if spec[i - 1] == 0 and arrivals[i - 1] > 0 and time[i - 1] + 2 * polling <= time[-1]:
             # A request waits at zero replicas: the next polls must activate within a poll
             # interval plus the scrape that makes the queue visible.
             later = np.flatnonzero((time > time[i - 1]) & (time <= time[i - 1] + 2 * polling + 1e-9))

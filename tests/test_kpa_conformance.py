@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from conftest import upstream_case_ids
 from tidal.policy.kpa.buckets import TimedFloat64Buckets, WeightedFloat64Buckets, compute_smoothing_coeff
 from tidal.policy.kpa.decider import Autoscaler, DeciderSpec
 from tidal.policy.kpa.gomath import round_to_n_digits
@@ -27,8 +28,7 @@ CASES: dict[str, Any] = json.loads(
 
 def cases(section: str) -> list[Any]:
     items = CASES[section]
-    ids = [c.get("name") or f"{c['go_test']}(n={c['n']}, {c['value']!r})" for c in items]
-    assert len(set(ids)) == len(ids), f"duplicate case ids in {section}"
+    ids = upstream_case_ids(items, detail=lambda c: f"n={c['n']}, {c['value']!r}")
     return [pytest.param(c, id=i) for c, i in zip(items, ids, strict=True)]
 
 

@@ -220,3 +220,40 @@ def test_restored_state_resizes_to_a_new_window():
     restored.load_state_dict(original.state_dict())
     assert restored.collection.stable["concurrency"].window == 30
     assert math.isfinite(restored.collection.stable["concurrency"].window_average(100))
+
+
+# --------------------------------------------------------------------------- knobs reach the decider
+
+
+def _first_time(decisions: list[Decision], predicate, after: float = 0.0) -> float:
+    """Time of the first decision (one per 2 s from t=0) after ``after`` that satisfies ``predicate``."""
+    return next(2.0 * i for i, d in enumerate(decisions) if 2.0 * i > after and predicate(d.replicas))
+
+
+def test_rps_metric_scales_on_requests_per_second():
+    quiet_concurrency = drive(kpa(), Plant(), 0, 58)[-1].replicas
+    quiet_rps = drive(kpa(metric="rps"), Plant(), 0, 58)[-1].replicas
+    assert quiet_concurrency == 1          # 5 in flight / (10 x 70 %)
+    assert quiet_rps == 4                  # 25 req/s / (10 x 70 %)
+
+
+def test_activation_and_initial_scale_from_the_block():
+    assert {d.replicas for d in drive(kpa(), Plant(), 20, 58)} == {1}
+    assert {d.replicas for d in drive(kpa(activation_scale=3), Plant(), 20, 58)} == {3}
+    assert drive(kpa(initial_scale=5), Plant(), 0, 2)[0].replicas == 5
+
+
+def test_weighted_averaging_changes_the_stable_window():
+    linear = [d.replicas for d in drive(kpa(), Plant(), 0, 400)]
+    weighted = [d.replicas for d in drive(kpa(metric_aggregation_algorithm="weighted-exponential"), Plant(), 0, 400)]
+    assert linear != weighted
+
+
+def test_scale_down_delay_and_pod_retention_postpone_scale_down():
+    base = drive(kpa(), Plant(), 0, 600)
+    delayed = drive(kpa(scale_down_delay="60s"), Plant(), 0, 600)
+    retained = drive(kpa(scale_to_zero_pod_retention_period="3m"), Plant(), 0, 600)
+    to_zero = _first_time(base, lambda n: n == 0, after=120)
+    assert _first_time(delayed, lambda n: n == 0, after=120) >= to_zero + 60 - 2
+    assert _first_time(retained, lambda n: n == 0, after=120) > to_zero
+    assert _first_time(retained, lambda n: n == 0, after=120) >= 120 + 180

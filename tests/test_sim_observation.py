@@ -116,3 +116,26 @@ def test_pods_read_after_the_run_show_the_values_at_observation_time():
     in_flight = [sum(row[2] for row in rows) for rows in later]
     assert len(set(in_flight)) > 3  # the counts moved between syncs, so a late read would differ
     assert any(not row[1] and row[3] is None for rows in later for row in rows)  # starting pods seen
+
+
+def test_queue_length_counts_waiting_and_buffered_requests():
+    # One slot, 20 req/s of 0.1 s work: 10 req/s pile up in the replica's queue.
+    scenario = make_scenario(rate=20.0, service={"distribution": "deterministic", "mean": 0.1}, replicas=1,
+                             duration=120, control={"sync_period": "15s"})
+    policy = Recorder(1)
+    sim = Simulation(scenario, policy)
+    ticks = sim.run().ticks.to_pydict()
+    seen = {obs.time: obs.metrics.last("queue_length") for obs in policy.seen if obs.time > 0}
+    for k, t in enumerate(ticks["time"][1:], start=1):
+        # The scrape at the end of tick k-1: everything in the system but the one request running.
+        assert seen[t] == ticks["in_flight"][k - 1] - 1, t
+    assert seen[105.0] > 900
+    # No replica at all: every request waits in the balancer's buffer, and counts.
+    scenario = make_scenario(rate=5.0, replicas=0, duration=60, control={"sync_period": "15s"},
+                             load_balancer={"algorithm": "round_robin", "buffer_limit": 10_000})
+    policy = Recorder(0)
+    ticks = Simulation(scenario, policy).run().ticks.to_pydict()
+    arrived = 0
+    for k, obs in enumerate(policy.seen[1:], start=1):
+        arrived += ticks["arrivals"][k - 1]
+        assert obs.metrics.last("queue_length") == arrived > 0

@@ -90,7 +90,7 @@ def spec_fields_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], str
         scenario = load_scenario(args.scenario)
         fields["workload"] = scenario.workload.model_dump()
         fields["seed"] = scenario.seed if args.seed is None else args.seed
-        fields["chunk"] = sim_chunk_seconds(scenario.control)
+        fields["chunk"] = sim_chunk_seconds(scenario.control, scenario.policy)
         if args.duration is None and scenario.duration is not None:
             fields["duration"] = scenario.duration
         label = f"scenario {scenario.name} ({scenario.workload.kind})"

@@ -251,14 +251,24 @@ class ReplicaSpec(Spec):
 
 
 class ControlSpec(Spec):
-    sync_period: Duration = Field(15.0, gt=0)
-    scrape_interval: Duration | None = Field(None, gt=0, description="defaults to the sync period")
+    """When the policy decides and sees metrics. Unset periods take the policy's upstream cadence
+    (``tidal.policy.effective_control``: KPA 2 s / 1 s, HPA and KEDA 15 s, others 15 s)."""
+
+    sync_period: Duration | None = Field(None, gt=0, description="default: the policy's upstream cadence, else 15s")
+    scrape_interval: Duration | None = Field(None, gt=0, description="default: the policy's, else the sync period")
     metrics_lag: Duration = Field(0.0, ge=0)
     actuation_delay: Duration = Field(0.0, ge=0)
 
     @property
+    def sync(self) -> float:
+        """The sync period of a resolved spec (see ``effective_control``)."""
+        if self.sync_period is None:
+            raise ValueError("control.sync_period is unresolved: pass the spec through effective_control first")
+        return self.sync_period
+
+    @property
     def scrape(self) -> float:
-        return self.sync_period if self.scrape_interval is None else self.scrape_interval
+        return self.sync if self.scrape_interval is None else self.scrape_interval
 
 
 class CostSpec(Spec):

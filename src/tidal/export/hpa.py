@@ -138,17 +138,13 @@ def _target_utilization_block(source: PolicySource) -> tuple[dict[str, Any], lis
 
 
 def _check_bounds(config: HPAConfig, source: PolicySource) -> list[str]:
-    """``maxReplicas`` is required; ``minReplicas: 0`` needs an Object/External metric (API validation)."""
+    """``maxReplicas`` is required (the API server's rule); notes on the minReplicas default and zero."""
     if config.max_replicas is None:
         raise TidalInputError(f"{source.where}.maxReplicas",
                               "required by autoscaling/v2; set it in the block or export a scenario (replicas.max)")
     if config.min_replicas is None:
         return ["minReplicas is unset: Kubernetes defaults it to 1"]
-    if config.min_replicas == 0:
-        if not any(m.type in ("Object", "External") for m in config.metrics):
-            raise TidalInputError(f"{source.where}.minReplicas",
-                                  "must be greater than or equal to 1 (0 is allowed only with an Object or "
-                                  "External metric and the HPAScaleToZero feature gate)")
+    if config.min_replicas == 0:  # HPAConfig already requires an Object or External metric for it
         return ["minReplicas 0 needs the HPAScaleToZero feature gate (alpha)"]
     return []
 

@@ -8,13 +8,15 @@ same seed derivation (:func:`workload_seed`), same chunking (:func:`sim_chunk_se
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from tidal.config.scenario import ControlSpec
 from tidal.core.errors import TidalInputError
+from tidal.policy.registry import effective_control
 from tidal.workload import Arrivals, Workload, build_workload
 
 #: The simulator's arrival chunk (``tidal.sim.simulator.CHUNK_SECONDS``); keep the two equal.
@@ -26,13 +28,15 @@ def workload_seed(seed: int) -> int:
     return int(np.random.SeedSequence(seed).spawn(4)[0].generate_state(1)[0])
 
 
-def sim_chunk_seconds(control: ControlSpec) -> float:
+def sim_chunk_seconds(control: ControlSpec, policy: Mapping[str, Any] | str = "") -> float:
     """The simulator's arrival chunk for these control timings: a whole number of ticks near 60 s.
 
     Windows of a synthetic workload that start and end on the same instants draw the same random
-    numbers, so matching the simulator's chunks reproduces its arrivals exactly.
+    numbers, so matching the simulator's chunks reproduces its arrivals exactly. ``policy`` (its
+    block or name) supplies the cadence of an unset sync period, as in the simulator.
     """
-    tick = min(control.sync_period, control.scrape)
+    control = effective_control(control, policy)
+    tick = min(control.sync, control.scrape)
     return tick * max(1, round(SIM_CHUNK_SECONDS / tick))
 
 

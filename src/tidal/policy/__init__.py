@@ -13,15 +13,26 @@ from tidal.policy import rl_policy as _rl  # noqa: F401  (registers "rl")
 from tidal.policy import simple as _simple  # noqa: F401  (registers built-ins)
 from tidal.policy.base import Policy, PolicyWrapper
 from tidal.policy.behaviors import Bounded, Stabilized
-from tidal.policy.registry import available_policies, build_policy, register, validate_policy_block
+from tidal.policy.registry import (
+    Cadence,
+    available_policies,
+    build_policy,
+    effective_control,
+    policy_cadence,
+    register,
+    validate_policy_block,
+)
 
 __all__ = [
     "Bounded",
+    "Cadence",
     "Policy",
     "PolicyWrapper",
     "Stabilized",
     "available_policies",
     "build_policy",
+    "effective_control",
+    "policy_cadence",
     "register",
     "validate_policy_block",
 ]

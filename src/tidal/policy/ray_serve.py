@@ -36,7 +36,7 @@ from pydantic import Field, model_validator
 from tidal.config.fields import Duration
 from tidal.core.types import Decision, Observation
 from tidal.policy.base import Policy
-from tidal.policy.registry import PolicyConfig, register
+from tidal.policy.registry import Cadence, PolicyConfig, register
 
 #: ``DEFAULT_TARGET_ONGOING_REQUESTS`` in ``ray.serve._private.constants``.
 DEFAULT_TARGET_ONGOING_REQUESTS = 2.0
@@ -222,5 +222,8 @@ class RayServePolicy(Policy):
         return f"ray_serve(target_ongoing_requests={self.config.target_ongoing_requests:g})"
 
 
-register("ray_serve", RayServeConfig, "Ray Serve: target ongoing requests per replica, with up/down delays")(
+# Ray's control loop runs every 0.1 s; 1 s keeps a simulated day cheap, and with the time-based
+# delays a decision fires at most 1 s later. Replicas push their metrics every 10 s.
+register("ray_serve", RayServeConfig, "Ray Serve: target ongoing requests per replica, with up/down delays",
+         cadence=Cadence(1.0, 10.0, "controller loop 0.1 s (tidal: 1 s); metrics pushed every 10 s"))(
     RayServePolicy)

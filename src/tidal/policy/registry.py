@@ -9,6 +9,11 @@ The same block works in a scenario file and in a live controller config::
 
 ``name`` picks the policy; the remaining keys are validated by the policy's pydantic model
 (unknown keys are errors). ``stabilization`` is a behaviour any policy accepts.
+
+A policy that reimplements a system may register that system's :class:`Cadence` (Knative
+decides every 2 s on 1 s scrapes, the HPA syncs every 15 s). A scenario or controller that does
+not set ``sync_period``/``scrape_interval`` runs the policy at that cadence
+(:func:`effective_control`), so "select kpa" means "run it the way Knative does".
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tidal.config.errors import describe_validation_error
 from tidal.config.fields import Duration
+from tidal.config.scenario import ControlSpec
 from tidal.core.errors import TidalInputError
 from tidal.policy.base import Policy
 from tidal.policy.behaviors import Bounded, Stabilized
@@ -41,27 +47,78 @@ class StabilizationConfig(BaseModel):
 ConfigT = TypeVar("ConfigT", bound=PolicyConfig)
 
 
+#: Decision period of a policy that names no cadence of its own (the HPA's, Kubernetes' default).
+DEFAULT_SYNC_PERIOD = 15.0
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """How often the system a policy reimplements decides, and how often its metrics are scraped.
+
+    ``scrape_interval`` None means once per decision.
+    """
+
+    sync_period: float
+    scrape_interval: float | None = None
+    source: str = ""  # where upstream sets it, for docs and reports
+
+    def __post_init__(self) -> None:
+        if self.sync_period <= 0 or (self.scrape_interval is not None and self.scrape_interval <= 0):
+            raise ValueError(f"cadence periods must be > 0, got {self}")
+
+
 @dataclass(frozen=True)
 class PolicyEntry:
     name: str
     config_model: type[PolicyConfig]
     factory: Callable[[Any], Policy]
     summary: str
+    cadence: Cadence | None = None
 
 
 _REGISTRY: dict[str, PolicyEntry] = {}
 
 
-def register(name: str, config_model: type[ConfigT], summary: str = "") -> Callable:
-    """Class/function decorator: make ``factory(config) -> Policy`` buildable as ``name``."""
+def register(name: str, config_model: type[ConfigT], summary: str = "", cadence: Cadence | None = None) -> Callable:
+    """Class/function decorator: make ``factory(config) -> Policy`` buildable as ``name``.
+
+    ``cadence`` is the upstream system's decision/scrape timing, used when a scenario leaves it unset.
+    """
 
     def decorate(factory: Callable[[ConfigT], Policy]) -> Callable[[ConfigT], Policy]:
         if name in _REGISTRY:
             raise ValueError(f"policy {name!r} registered twice")
-        _REGISTRY[name] = PolicyEntry(name, config_model, factory, summary or (factory.__doc__ or "").strip().split("\n")[0])
+        summary_line = summary or (factory.__doc__ or "").strip().split("\n")[0]
+        _REGISTRY[name] = PolicyEntry(name, config_model, factory, summary_line, cadence)
         return factory
 
     return decorate
+
+
+def policy_cadence(block: Mapping[str, Any] | str) -> Cadence | None:
+    """The registered upstream cadence of a policy (by name or block); None if it has none."""
+    name = block if isinstance(block, str) else block.get("name")
+    entry = _REGISTRY.get(name) if isinstance(name, str) else None
+    return None if entry is None else entry.cadence
+
+
+def effective_control(control: ControlSpec, policy: Mapping[str, Any] | str) -> ControlSpec:
+    """``control`` with an unset sync period / scrape interval filled from the policy's cadence.
+
+    Set values always win (a user may run every policy at one cadence on purpose); the cadence's
+    scrape interval applies only with its own sync period. Without a registered cadence the sync
+    period is :data:`DEFAULT_SYNC_PERIOD` and the scrape interval the sync period.
+    """
+    if control.sync_period is not None and control.scrape_interval is not None:
+        return control
+    cadence = policy_cadence(policy)
+    sync = control.sync_period
+    scrape = control.scrape_interval
+    if sync is None:
+        sync = cadence.sync_period if cadence is not None else DEFAULT_SYNC_PERIOD
+        if scrape is None and cadence is not None:
+            scrape = cadence.scrape_interval
+    return control.model_copy(update={"sync_period": sync, "scrape_interval": sync if scrape is None else scrape})
 
 
 def available_policies() -> dict[str, PolicyEntry]:

@@ -17,10 +17,11 @@ import yaml
 from pydantic import BaseModel
 
 from tidal import __version__
-from tidal.config.scenario import Scenario
+from tidal.config.scenario import ControlSpec, Scenario
 from tidal.core.units import format_duration, parse_duration, parse_rate
 from tidal.experiment.compare import Comparison
 from tidal.experiment.summary import SummaryRow, formatted_table
+from tidal.policy.registry import effective_control
 from tidal.report.plots import Plot
 
 CSS = """
@@ -138,13 +139,25 @@ def _scenario_yaml_section(scenario: Scenario) -> str:
 # --------------------------------------------------------------------------- key settings
 
 
+def _cadences(ctl: ControlSpec, comparison: Comparison) -> str:
+    """Each policy's sync/scrape periods (an unset period is the policy's upstream cadence)."""
+    by_cadence: dict[str, list[str]] = {}
+    for arm in comparison.arms:
+        resolved = effective_control(ctl, arm.block)
+        text = f"sync every {format_duration(resolved.sync)}, scrape every {format_duration(resolved.scrape)}"
+        by_cadence.setdefault(text, []).append(arm.label)
+    if len(by_cadence) == 1:
+        return next(iter(by_cadence))
+    return "; ".join(f"{', '.join(labels)}: {text}" for text, labels in by_cadence.items())
+
+
 def key_settings(comparison: Comparison) -> list[tuple[str, str]]:
     """The scenario's settings that matter most when reading the results, as (name, text)."""
     sc = comparison.scenario
     svc = sc.service
     first = comparison.runs[comparison.arms[0].label][0].summary
     ctl = sc.control
-    control = f"sync every {format_duration(ctl.sync_period)}, scrape every {format_duration(ctl.scrape)}"
+    control = _cadences(ctl, comparison)
     if ctl.metrics_lag:
         control += f", metrics lag {format_duration(ctl.metrics_lag)}"
     if ctl.actuation_delay:

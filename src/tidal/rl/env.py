@@ -41,6 +41,7 @@ import numpy as np
 
 from tidal.config import Scenario, load_scenario, scenario_from_dict
 from tidal.core.types import Observation
+from tidal.policy.registry import effective_control
 from tidal.rl.features import FEATURE_HIGH, FeatureSpec, extract
 from tidal.sim.stepper import SimulationStepper, TickSummary
 
@@ -68,7 +69,7 @@ def scenario_features(scenario: Scenario) -> FeatureSpec:
         replica_capacity=svc.concurrency / max(svc.service_time.expected, 1e-9),
         slo_latency=scenario.slo.latency,
         concurrency=svc.concurrency,
-        window=scenario.control.sync_period,
+        window=effective_control(scenario.control, scenario.policy).sync,
     )
 
 

@@ -143,8 +143,11 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def summarize(scenario, policy, seed: int, tick: float, table: TickTable, hist_total: np.ndarray,
-              hist_wait: np.ndarray, pool, decisions: int) -> SimulationResult:
-    """Build the run's :class:`SimulationResult` from its tick table and histograms."""
+              hist_wait: np.ndarray, pool, decisions: int, end: float | None = None) -> SimulationResult:
+    """Build the run's :class:`SimulationResult` from its tick table and histograms.
+
+    ``end`` is the run's end when its last tick is cut short by the scenario's duration.
+    """
     arrivals = int(table.arrivals.sum())
     completions = int(table.completions.sum())
     drops = int(table.drops.sum())
@@ -153,7 +156,7 @@ def summarize(scenario, policy, seed: int, tick: float, table: TickTable, hist_t
     finished = completions + drops
     attainment = float(table.slo_ok.sum()) / finished if finished else math.nan
     replica_hours = float(table.replica_seconds.sum()) / 3600.0
-    duration = float(len(table.time) * tick)
+    duration = float(len(table.time) * tick) if end is None else min(float(len(table.time) * tick), end)
     busy = float(table.busy_seconds.sum())
     serving = float(table.serving_seconds.sum())
     ups = sum(1 for e in pool.events if e.after > e.before)

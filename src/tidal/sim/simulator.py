@@ -23,7 +23,7 @@ import numpy as np
 from tidal.config.scenario import Scenario, ServiceSpec
 from tidal.core.errors import TidalInputError
 from tidal.core.types import MetricsHistory, Observation, PodSample
-from tidal.policy import Policy, build_policy
+from tidal.policy import Policy, build_policy, effective_control
 from tidal.sim import dataplane as dp
 from tidal.sim import histogram
 from tidal.sim.distributions import sample
@@ -59,7 +59,7 @@ def resource_models(service: ServiceSpec) -> dict[str, ResourceModel]:
 
 def _timing(scenario: Scenario) -> tuple[float, int, int]:
     """(tick, ticks per sync, ticks per scrape) with the longer period a multiple of the shorter."""
-    sync = scenario.control.sync_period
+    sync = scenario.control.sync
     scrape = scenario.control.scrape
     tick = min(sync, scrape)
     ratio = max(sync, scrape) / tick
@@ -78,6 +78,8 @@ class Simulation:
 
     def __init__(self, scenario: Scenario, policy: Policy | None = None, *, seed: int | None = None,
                  workload: Workload | None = None) -> None:
+        # The policy's upstream cadence fills an unset sync period / scrape interval.
+        scenario = scenario.model_copy(update={"control": effective_control(scenario.control, scenario.policy)})
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
         svc = scenario.service
@@ -92,7 +94,9 @@ class Simulation:
             raise TidalInputError("duration", "required for a synthetic workload (e.g. duration: 1h)")
         self.tick, self.per_sync, self.per_scrape = _timing(scenario)
         self.n_ticks = max(1, math.ceil(duration / self.tick - 1e-9))
-        self.duration = self.n_ticks * self.tick
+        # The run ends at the scenario's duration, not at a whole tick (the last tick may be
+        # short), so policies with different ticks replay exactly the same requests.
+        self.duration = float(duration)
         self.state = DataPlaneState(
             balancer=scenario.load_balancer.algorithm, slots=svc.concurrency, queue_limit=svc.queue_limit,
             timeout=svc.timeout, buffer_limit=scenario.load_balancer.buffer_limit,
@@ -102,7 +106,7 @@ class Simulation:
         )
         self.pool = ReplicaPool(self.state, svc, self.replica_rng)
         self.resources = resource_models(svc)
-        self.history = MetricsHistory(retention_s=max(3600.0, 10 * scenario.control.sync_period))
+        self.history = MetricsHistory(retention_s=max(3600.0, 10 * scenario.control.sync))
         # Per-pod usage snapshots (scrape time, window, usage by replica uid), kept as long as the
         # metrics lag needs, so pods are seen with the same delay as the metrics.
         self._pod_snapshots: deque[tuple[float, float, _UsageSnapshot]] = deque()
@@ -200,7 +204,7 @@ class Simulation:
             raise RuntimeError("nothing simulated yet")
         table = self.table if self.ticks_done == self.n_ticks else self.table.head(self.ticks_done)
         return summarize(self.scenario, self.policy, self.seed, self.tick, table, self.state.hist_total,
-                         self.state.hist_wait, self.pool, self.decisions)
+                         self.state.hist_wait, self.pool, self.decisions, end=self.duration)
 
     # ------------------------------------------------------------------ per tick
     def _record_tick(self, table: TickTable, k: int, t0: float, t1: float, cand: np.ndarray,

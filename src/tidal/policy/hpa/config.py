@@ -264,6 +264,10 @@ class HPABehaviorConfig(_Manifest):
 # --------------------------------------------------------------------------- the policy block
 
 
+#: ``minReplicas`` when the manifest leaves it out (the API server's defaulting).
+DEFAULT_MIN_REPLICAS = 1
+
+
 class HPAConfig(PolicyConfig):
     """Parameters of the ``hpa`` policy (manifest names; controller flags beside them)."""
 
@@ -272,7 +276,7 @@ class HPAConfig(PolicyConfig):
     metrics: tuple[MetricSpecConfig, ...] = Field(default_factory=_default_metrics,
                                                   description="autoscaling/v2 MetricSpec list (default: cpu 80 %)")
     behavior: HPABehaviorConfig | None = Field(None, description="autoscaling/v2 behavior; absent = legacy rules")
-    min_replicas: Int32 | None = Field(None, ge=0, description="lower bound (default: none, i.e. 0)")
+    min_replicas: Int32 | None = Field(None, ge=0, description="lower bound (default: 1, as in Kubernetes)")
     max_replicas: Int32 | None = Field(None, ge=1, description="upper bound (default: none, i.e. 2^31-1)")
     tolerance: float = Field(0.1, ge=0, description="--horizontal-pod-autoscaler-tolerance")
     cpu_initialization_period: Duration = Field(300.0, ge=0,
@@ -292,16 +296,22 @@ class HPAConfig(PolicyConfig):
 
     @model_validator(mode="after")
     def _bounds(self) -> HPAConfig:
-        if self.min_replicas is not None and self.max_replicas is not None and self.max_replicas < self.min_replicas:
+        if self.max_replicas is not None and self.max_replicas < (self.min_replicas or DEFAULT_MIN_REPLICAS):
             raise ValueError(f"maxReplicas ({self.max_replicas}) must be greater than or equal to "
-                             f"minReplicas ({self.min_replicas})")
+                             f"minReplicas ({self.min_replicas or DEFAULT_MIN_REPLICAS})")
+        if self.min_replicas == 0 and not any(m.type in ("Object", "External") for m in self.metrics):
+            # The API server's rule (HPAScaleToZero): only a metric that exists without pods can
+            # bring the target back from zero.
+            raise ValueError("minReplicas: must be greater than or equal to 1 (0 is allowed only with an "
+                             "Object or External metric and the HPAScaleToZero feature gate)")
         return self
 
     def to_spec(self) -> HPASpec:
-        """The plain HPA spec; absent bounds become 0 and 2^31-1 (the scenario's bounds still apply)."""
+        """The plain HPA spec: unset minReplicas is 1 (Kubernetes' default), unset maxReplicas
+        2^31-1 (the scenario's bounds still apply)."""
         return HPASpec(
             max_replicas=MAX_INT32 if self.max_replicas is None else self.max_replicas,
-            min_replicas=0 if self.min_replicas is None else self.min_replicas,
+            min_replicas=DEFAULT_MIN_REPLICAS if self.min_replicas is None else self.min_replicas,
             metrics=tuple(m.to_spec() for m in self.metrics),
             behavior=None if self.behavior is None else self.behavior.to_behavior(),
         )

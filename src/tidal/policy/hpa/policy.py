@@ -10,7 +10,7 @@ from tidal.policy.hpa.adapter import ObservationSource
 from tidal.policy.hpa.config import HPAConfig
 from tidal.policy.hpa.controller import HPAController, ReconcileResult
 from tidal.policy.hpa.history import HPAState
-from tidal.policy.registry import register
+from tidal.policy.registry import Cadence, register
 
 
 class HPAPolicy(Policy):
@@ -66,4 +66,6 @@ def _describe_target(metric) -> str:
     return f"{metric.describe()} {value}m"
 
 
-register("hpa", HPAConfig, summary="Kubernetes HorizontalPodAutoscaler (autoscaling/v2)")(HPAPolicy)
+register("hpa", HPAConfig, summary="Kubernetes HorizontalPodAutoscaler (autoscaling/v2)",
+         cadence=Cadence(15.0, 15.0, "--horizontal-pod-autoscaler-sync-period 15 s; metrics-server resolution 15 s"))(
+    HPAPolicy)

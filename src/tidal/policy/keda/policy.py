@@ -43,7 +43,7 @@ from tidal.policy.keda.fallback import FallbackResult, FallbackSpec, Health, Mod
 from tidal.policy.keda.hpa import ExternalMetric, ExternalValue, GeneratedHPA, KedaMetricsSource, generated_behavior
 from tidal.policy.keda.modifiers import COMPOSITE_METRIC_NAME, ModifierError, calculate_formula
 from tidal.policy.keda.scalers import ScalerReading, ScalerSpec, read_scaler
-from tidal.policy.registry import register
+from tidal.policy.registry import Cadence, register
 
 _EPS = 1e-9
 
@@ -331,5 +331,6 @@ def _condition_tuple(cond: Condition) -> tuple[str, str, str]:
     return cond.status, cond.reason, cond.message
 
 
-register("keda", KedaConfig, "KEDA ScaledObject: activation 0<->1, cooldown, fallback, modifiers, HPA 1<->N")(
+register("keda", KedaConfig, "KEDA ScaledObject: activation 0<->1, cooldown, fallback, modifiers, HPA 1<->N",
+         cadence=Cadence(15.0, 15.0, "its HPA syncs every 15 s; pollingInterval (30 s) is kept by the policy"))(
     KedaPolicy)

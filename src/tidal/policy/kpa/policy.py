@@ -35,7 +35,7 @@ from tidal.policy.kpa.status import (
     sks_mode,
     status_desired_scale,
 )
-from tidal.policy.registry import register
+from tidal.policy.registry import Cadence, register
 
 
 def initial_excess_burst_capacity(initial_scale: int, total_value: float, target_burst_capacity: float) -> int:
@@ -230,6 +230,7 @@ class KPAPolicy(Policy):
 
 
 register("kpa", KPAConfig,
-         summary="Knative Pod Autoscaler: stable/panic windows, burst capacity, scale to zero")(KPAPolicy)
+         summary="Knative Pod Autoscaler: stable/panic windows, burst capacity, scale to zero",
+         cadence=Cadence(2.0, 1.0, "autoscaler tick 2 s (tickInterval), metric scrape every 1 s"))(KPAPolicy)
 
 __all__ = ["KPAPolicy", "initial_excess_burst_capacity"]

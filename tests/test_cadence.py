@@ -1,0 +1,51 @@
+"""Each policy runs at its upstream system's cadence unless the scenario sets one, and policies
+at different cadences still replay identical requests (common random numbers)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tidal.config import scenario_from_dict
+from tidal.policy import effective_control
+from tidal.sim import Simulation, simulate
+
+BASE = {"workload": {"kind": "constant", "rate": 10}, "service": {"service_time": "50ms"}, "duration": "1h"}
+
+
+KEDA_TRIGGER = {"type": "tidal-metric", "metadata": {"metric": "queue_length", "targetValue": "5"}}
+
+
+@pytest.mark.parametrize("policy, sync, scrape", [
+    ({"name": "hpa"}, 15, 15), ({"name": "keda", "triggers": [KEDA_TRIGGER]}, 15, 15), ({"name": "kpa"}, 2, 1),
+    ({"name": "ray_serve"}, 1, 10), ({"name": "predictive"}, 15, 15)])
+def test_unset_control_periods_take_the_policys_upstream_cadence(policy, sync, scrape):
+    s = scenario_from_dict({**BASE, "policy": policy})
+    control = effective_control(s.control, s.policy)
+    assert (control.sync, control.scrape) == (sync, scrape)
+    assert (Simulation(s).tick, Simulation(s).per_sync) == (min(sync, scrape), sync / min(sync, scrape))
+
+
+def test_set_control_periods_win_over_the_policys_cadence():
+    s = scenario_from_dict({**BASE, "policy": {"name": "kpa"}, "control": {"sync_period": "15s"}})
+    control = effective_control(s.control, s.policy)
+    assert (control.sync, control.scrape) == (15, 15)  # the cadence's 1 s scrape goes with its 2 s sync only
+    s = scenario_from_dict({**BASE, "policy": {"name": "kpa"}, "control": {"scrape_interval": "2s"}})
+    assert (effective_control(s.control, s.policy).sync, effective_control(s.control, s.policy).scrape) == (2, 2)
+
+
+def test_policies_at_different_cadences_see_the_same_requests():
+    data = {"workload": {"kind": "bursty", "rates": ["2/s", "40/s"], "mean_durations": ["2m", "1m"]},
+            "service": {"service_time": {"distribution": "exponential", "mean": "200ms"}, "concurrency": 4},
+            "duration": "617s", "seed": 3, "replicas": {"min": 1, "max": 30, "initial": 2}}
+    runs = {name: simulate(scenario_from_dict({**data, "policy": block}))
+            for name, block in {"hpa": {"name": "hpa"}, "kpa": {"name": "kpa"},
+                                "ray_serve": {"name": "ray_serve", "max_replicas": 30}}.items()}
+    ticks = {name: r.ticks.to_pydict() for name, r in runs.items()}
+    assert [np.diff(ticks[n]["time"][:2])[0] for n in runs] == [15, 1, 1]
+    totals = {name: r.summary.arrivals for name, r in runs.items()}
+    assert len(set(totals.values())) == 1 and totals["hpa"] > 1000, totals
+    # Same arrivals per 15 s interval, whatever the tick.
+    per_15s = {name: np.bincount((np.asarray(t["time"]) // 15).astype(int), weights=t["arrivals"])
+               for name, t in ticks.items()}
+    assert np.array_equal(per_15s["hpa"], per_15s["kpa"]) and np.array_equal(per_15s["kpa"], per_15s["ray_serve"])
