@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tidal.config import scenario_from_dict
+from conftest import REPO
+from tidal.config import load_scenario, scenario_from_dict
 from tidal.policy import effective_control
 from tidal.sim import Simulation, simulate
 
@@ -49,3 +50,28 @@ def test_policies_at_different_cadences_see_the_same_requests():
     per_15s = {name: np.bincount((np.asarray(t["time"]) // 15).astype(int), weights=t["arrivals"])
                for name, t in ticks.items()}
     assert np.array_equal(per_15s["hpa"], per_15s["kpa"]) and np.array_equal(per_15s["kpa"], per_15s["ray_serve"])
+
+
+UPSTREAM_ON_A_TRACE = {
+    # HPA on CPU, KPA on concurrency, KEDA on queue length, Ray Serve on ongoing requests.
+    "hpa": ({"name": "hpa", "metrics": [{"type": "Resource", "resource": {
+        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}]}, 15.0),
+    "kpa": ({"name": "kpa", "container_concurrency": 16, "container_concurrency_target_percentage": 70}, 2.0),
+    "keda": ({"name": "keda", "minReplicaCount": 2, "maxReplicaCount": 80, "triggers": [
+        {"type": "tidal-metric", "metadata": {"metric": "queue_length", "targetValue": "8"}}]}, 15.0),
+    "ray_serve": ({"name": "ray_serve", "min_replicas": 2, "max_replicas": 80, "target_ongoing_requests": 8}, 1.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UPSTREAM_ON_A_TRACE))
+def test_upstream_policies_run_on_a_shipped_trace_at_their_cadence(name):
+    block, sync = UPSTREAM_ON_A_TRACE[name]
+    scenario = load_scenario(REPO / "examples" / "azure_llm_conv.yaml",
+                             overrides={"duration": "20m", "policy": block, "replicas.initial": 4})
+    result = simulate(scenario)
+    ticks = result.ticks.to_pydict()
+    desired = np.asarray(ticks["desired"])
+    assert result.summary.arrivals > 30_000 and result.summary.completions > 0.8 * result.summary.arrivals
+    # One decision per sync period, and the starting 4 replicas cannot carry ~55 req/s: it scaled out.
+    assert result.summary.decisions == int(1200 / sync)
+    assert desired.max() > 4, name
