@@ -88,8 +88,12 @@ def test_console_script_exit_status_and_no_traceback(tmp_path):
 
 def test_validate_and_policies(capsys):
     assert main(["validate", str(REPO / "examples" / "flash_crowd.yaml")]) == 0
+    capsys.readouterr()
     assert main(["policies"]) == 0
-    assert "target_utilization" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "target_utilization" in out
+    kpa_row = next(line for line in out.splitlines() if "│ kpa " in line)
+    assert "2s / 1s" in kpa_row  # each policy's upstream cadence
 
 
 @pytest.mark.parametrize("example", sorted(p.name for p in (REPO / "examples").glob("*.yaml")

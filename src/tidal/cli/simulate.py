@@ -81,13 +81,16 @@ def run_validate(args: argparse.Namespace) -> int:
 
 def run_policies(args: argparse.Namespace) -> int:
     from tidal.cli.main import console
-    from tidal.policy import available_policies
+    from tidal.config.scenario import ControlSpec
+    from tidal.policy import available_policies, effective_control
 
-    table = Table(title="policies")
+    table = Table(title="policies", caption="cadence: decide / scrape when the scenario sets no control periods")
     table.add_column("name")
     table.add_column("what it does")
+    table.add_column("cadence", no_wrap=True)
     for name, entry in available_policies().items():
-        table.add_row(name, entry.summary)
+        control = effective_control(ControlSpec(), name)
+        table.add_row(name, entry.summary, f"{control.sync:g}s / {control.scrape:g}s")
     console.print(table)
     return 0
 
