@@ -194,6 +194,34 @@ def test_best_column_lists_the_winners(sequential):
             assert winner.is_best(m), m.key
 
 
+def _plain(table, width: int) -> str:
+    """``table`` as piped output shows it: no terminal, so no colour and no bold."""
+    from rich.console import Console
+
+    out = io.StringIO()
+    Console(file=out, width=width, force_terminal=False, color_system=None).print(table)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("width", [250, 80], ids=["one-line-cells", "stacked-cells"])
+def test_terminal_table_marks_the_best_in_plain_text(sequential, width):
+    rows = summary_rows(sequential)
+    table = compare_cmd.comparison_table(sequential, rows, width=width)
+    text = _plain(table, width)
+    assert "\x1b" not in text, "plain output"
+    assert f"{compare_cmd.BEST_MARK} best per column" in text
+    best = [[row.is_best(m) for m in METRICS] for row in rows]
+    assert any(any(r) for r in best)
+    assert text.count(compare_cmd.BEST_MARK) == 1 + sum(map(sum, best)), "one mark per best cell, and the caption's"
+    if width == 80:
+        return
+    # One line per policy: the mark is in exactly the cells that won their column.
+    for row, wins in zip(rows, best, strict=True):
+        line = next(line for line in text.splitlines() if line.strip("│ ").startswith(row.label + " "))
+        cells = [cell.strip() for cell in line.strip().strip("│").split("│")][1:]
+        assert [compare_cmd.BEST_MARK in cell for cell in cells] == wins, (row.label, cells)
+
+
 def test_worker_input_error_is_reraised_with_its_field(scenario, monkeypatch):
     arm = make_arm("tu", {"name": "target_utilization"}, "test")
 

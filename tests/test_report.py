@@ -4,6 +4,8 @@ Chromium too), and the all-or-nothing results folder."""
 from __future__ import annotations
 
 import base64
+import os
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -53,7 +55,7 @@ def report_dir(comparison, tmp_path_factory) -> Path:
 
 
 class _Page(HTMLParser):
-    """Collects what the tests look at: images, links, scripts, and the summary table's cells."""
+    """Collects what the tests look at: images, links, scripts, the summary table's cells, the browser probe."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -66,10 +68,13 @@ class _Page(HTMLParser):
         self._best = False
         self._in_summary = False
         self.text: list[str] = []
+        self.probe: dict[str, str] | None = None
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         self.tags.add(tag)
+        if a.get("id") == "probe":
+            self.probe = {k.removeprefix("data-"): v or "" for k, v in attrs if k.startswith("data-")}
         if tag == "img":
             self.images.append(a.get("src", ""))
         for key in ("src", "href"):
@@ -120,6 +125,30 @@ def test_plots_are_real_pngs(report_dir, name):
     width, height = _png_size(data)
     assert width >= 800 and height >= 400
     assert len(data) > 15_000, "a plot with lines and labels, not an empty canvas"
+
+
+def test_latency_over_time_plots_the_tables_percentiles(comparison, monkeypatch):
+    import tidal.report.plots as plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_render", lambda fig, *args: figures.append(fig))
+    plots.latency_over_time(comparison)
+    axes = figures[0].axes
+    assert [ax.get_title(loc="left") for ax in axes] == [f"{p} latency per tick" for p in ("p50", "p95", "p99")]
+    units = {ax.get_ylabel().rsplit("(", 1)[1] for ax in axes}
+    assert len(units) == 1, "one unit for every panel"
+    scale = 1000.0 if units == {"ms)"} else 1.0
+    for ax, column in zip(axes, ("latency_p50", "latency_p95", "latency_p99"), strict=True):
+        policy_lines = [line for line in ax.get_lines() if line.get_label() in LABELS]
+        assert [line.get_label() for line in policy_lines] == LABELS
+        for line in policy_lines:
+            run = comparison.first(line.get_label())
+            np.testing.assert_allclose(line.get_ydata(), run.ticks[column] * scale)
+    run = comparison.first(LABELS[0])
+    finite = np.isfinite(run.ticks["latency_p50"])
+    assert finite.any()
+    assert np.all(run.ticks["latency_p50"][finite] <= run.ticks["latency_p95"][finite])
+    assert np.all(run.ticks["latency_p95"][finite] <= run.ticks["latency_p99"][finite])
 
 
 def test_binning_long_series_keeps_shape():
@@ -198,23 +227,85 @@ def test_describe_model_uses_units():
     assert describe_model(scenario.service.cold_start) == "20s"
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (CI installs it: apt-get install chromium)")
-def test_report_renders_in_headless_chromium(report_dir, tmp_path):
-    base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+# A probe injected into a copy of the report (the report itself has no script): once the page has
+# loaded, it writes what the browser actually rendered into the DOM, where --dump-dom shows it.
+PROBE = """<script>
+window.addEventListener("load", () => {
+  const images = Array.from(document.images);
+  const probe = document.createElement("output");
+  probe.id = "probe";
+  probe.dataset.images = images.length;
+  probe.dataset.rendered = images.filter(img => img.complete && img.naturalWidth > 0).length;
+  probe.dataset.widths = images.map(img => img.naturalWidth).join(",");
+  probe.dataset.rows = document.querySelectorAll("table.summary tbody tr").length;
+  document.body.appendChild(probe);
+});
+</script>"""
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Chromium's path; skipped where it is missing, except on CI (``CI`` set), where it is a failure."""
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed but CI is set: the report must be checked in a browser "
+                        "(`make test` installs it)")
+        pytest.skip("chromium is not installed (CI installs it: apt-get install chromium)")
+    return CHROMIUM
+
+
+def _browser(chromium: str, tmp_path: Path) -> list[str]:
+    return [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             f"--user-data-dir={tmp_path / 'profile'}"]
-    url = (report_dir / "report.html").resolve().as_uri()
-    dom = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=90, check=True).stdout
+
+
+def _render_probed(chromium: str, html_text: str, tmp_path: Path) -> tuple[dict[str, str], _Page]:
+    """Load ``html_text`` with :data:`PROBE` in headless Chromium; the probe's attributes and the DOM."""
+    assert html_text.count("</body>") == 1
+    page_file = tmp_path / "probed.html"
+    page_file.write_text(html_text.replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    # The virtual time budget lets the page finish loading (images decoded, load event run) before the dump.
+    dom = subprocess.run([*_browser(chromium, tmp_path), "--virtual-time-budget=10000", "--dump-dom",
+                          page_file.resolve().as_uri()], capture_output=True, text=True, timeout=90, check=True).stdout
     page = _Page()
     page.feed(dom)
-    assert list(page.rows) == LABELS, "the summary table has one row per policy"
+    assert page.probe is not None, "the probe did not run: the page never finished loading"
+    return page.probe, page
+
+
+def test_report_renders_in_headless_chromium(report_dir, tmp_path, chromium):
+    text = (report_dir / "report.html").read_text(encoding="utf-8")
+    probe, page = _render_probed(chromium, text, tmp_path)
+    assert probe["images"] == "4" and probe["rendered"] == "4", "every plot decoded and rendered"
+    embedded = [_png_size(base64.b64decode(src.split(",", 1)[1]))[0] for src in _images(text)]
+    assert probe["widths"] == ",".join(map(str, embedded)), "each image has its PNG's own width"
+    assert probe["rows"] == str(len(LABELS)), "the summary table has one row per policy"
+    assert list(page.rows) == LABELS
     assert all(len(cells) == 9 for cells in page.rows.values())
-    assert len(page.images) == 4 and all(src.startswith("data:image/png;base64,") for src in page.images)
     shot = tmp_path / "shot.png"
-    subprocess.run([*base, f"--screenshot={shot}", "--window-size=1280,2000", url], capture_output=True,
-                   timeout=90, check=True)
+    url = (report_dir / "report.html").resolve().as_uri()
+    subprocess.run([*_browser(chromium, tmp_path), f"--screenshot={shot}", "--window-size=1280,2000", url],
+                   capture_output=True, timeout=90, check=True)
     assert _png_size(shot.read_bytes()) == (1280, 2000)
     assert shot.stat().st_size > 50_000, "the page rendered content, not a blank screen"
+
+
+def test_browser_check_catches_broken_images(report_dir, tmp_path, chromium):
+    # The same page with every image payload made invalid base64: the probe must see no rendered image,
+    # or the check above could not fail.
+    text = (report_dir / "report.html").read_text(encoding="utf-8")
+    broken = re.sub(r"data:image/png;base64,[^\"]+", "data:image/png;base64,!!not*base64!!", text)
+    assert broken != text
+    probe, _ = _render_probed(chromium, broken, tmp_path)
+    assert probe["images"] == "4" and probe["rendered"] == "0"
+    assert probe["rows"] == str(len(LABELS))
+
+
+def _images(html_text: str) -> list[str]:
+    page = _Page()
+    page.feed(html_text)
+    return page.images
 
 
 # --------------------------------------------------------------------------- all or nothing

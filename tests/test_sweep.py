@@ -6,6 +6,7 @@ import argparse
 import csv
 import io
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -211,6 +212,26 @@ def test_ray_cluster_gives_the_sequential_table(plan, sequential):
     assert table.to_csv() == sequential.to_csv()
 
 
+@pytest.mark.cluster
+def test_ray_cluster_by_address_gives_the_sequential_table(plan, sequential):
+    # A head node whose processes (GCS, raylet, workers) are not this one: RayBackend takes the
+    # `ray.init(address=...)` path, after its probe of the GCS, as with a real cluster.
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra (tidal[sweep-ray])")
+    from ray.cluster_utils import Cluster
+
+    assert not ray.is_initialized()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        with session(RayBackend(cluster.address)) as backend:
+            assert ray.is_initialized() and ray.get_runtime_context().gcs_address == cluster.address
+            table = run_sweep(plan, backend)
+        assert not ray.is_initialized(), "the connection tidal opened is closed again"
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert table.to_csv() == sequential.to_csv()
+
+
 def test_an_input_error_inside_a_run_names_the_point(tmp_path):
     # The trace file is only read when the simulation starts, so the plan validates.
     base = scenario_from_dict({
@@ -258,6 +279,19 @@ def test_cli_sweep_prints_and_saves_the_table(tmp_path, scenario_file, monkeypat
     assert all(float(r["cost"]) > 0 for r in rows)
 
 
+@pytest.mark.cluster
+def test_cli_sweep_on_a_dask_cluster(tmp_path, scenario_file, monkeypatch, capsys, sequential):
+    distributed = pytest.importorskip("distributed", reason="Dask is an optional extra (tidal[sweep-dask])")
+    out = tmp_path / "out"
+    argv = ["sweep", str(scenario_file), *[arg for axis in GRID for arg in ("--grid", axis)], "--out", str(out),
+            "--quiet"]
+    local = distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None)
+    with local as cluster:
+        assert cli([*argv, "--dask", cluster.scheduler_address], monkeypatch) == 0
+    assert "sweep of 4 points" in capsys.readouterr().out
+    assert (out / "sweep.csv").read_text() == sequential.to_csv()
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--grid", "policy.targt=0.5"], "--grid policy.targt: no such field in policy 'target_utilization'"),
     (["--grid", "service.cold_strat=30s"], "--grid service.cold_strat: no such field"),
@@ -280,4 +314,77 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, scenario_file, monke
     assert cli(argv, monkeypatch) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+# --------------------------------------------------------------------------- not a cluster
+
+
+class NotACluster:
+    """A local TCP server that is no cluster: it answers in HTTP (``junk``) or never says a word (``silent``).
+
+    Both pass the TCP pre-check; the second is what hung Dask's handshake (no deadline there).
+    """
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port = self._listener.getsockname()[1]
+        self._open: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if self.mode == "junk":
+                with conn:
+                    conn.settimeout(1)
+                    try:
+                        conn.recv(65536)
+                        conn.sendall(b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/html\r\n\r\n<h1>nope</h1>\n")
+                    except OSError:
+                        pass
+            else:
+                self._open.append(conn)  # held open, unanswered, until the test ends
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
+        for conn in self._open:
+            conn.close()
+
+
+@pytest.fixture(params=["junk", "silent"])
+def not_a_cluster(request, monkeypatch):
+    import tidal.experiment.backends as backends
+
+    monkeypatch.setattr(backends, "CONNECT_TIMEOUT_S", 2.0)  # the deadline under test, made short
+    server = NotACluster(request.param)
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("option, address, message", [
+    ("dask", "tcp://127.0.0.1:{port}", "--dask: 'tcp://127.0.0.1:{port}' is not a Dask scheduler ("),
+    ("ray", "127.0.0.1:{port}", "--ray: '127.0.0.1:{port}' is not a Ray cluster ("),
+])
+def test_cli_port_that_is_not_a_cluster_exits_2_within_the_deadline(tmp_path, scenario_file, monkeypatch, capsys,
+                                                                    not_a_cluster, option, address, message):
+    pytest.importorskip({"dask": "distributed", "ray": "ray"}[option])
+    out = tmp_path / "out"
+    argv = ["sweep", str(scenario_file), "--grid", "policy.target=0.5", f"--{option}",
+            address.format(port=not_a_cluster.port), "--out", str(out), "--quiet"]
+    assert cli(argv, monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert message.format(port=not_a_cluster.port) in err, err
+    assert "Traceback" not in err
     assert not out.exists()

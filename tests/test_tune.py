@@ -22,7 +22,7 @@ from tidal.config.fields import Duration
 from tidal.core.errors import TidalInputError
 from tidal.core.types import Decision, Observation
 from tidal.experiment.space import Fixed, Param, apply_values, build_space, format_value, parse_param
-from tidal.experiment.study import storage_url
+from tidal.experiment.study import check_storage, storage_url
 from tidal.experiment.tune import (
     TrialRecord,
     cheapest_feasible,
@@ -310,6 +310,25 @@ def test_the_starting_configuration_is_the_first_trial():
     assert result.records[0].cost == result.baseline.cost
 
 
+def test_a_window_longer_than_the_default_range_is_searched_around_its_start():
+    # predictive remembers a day of forecast errors by default: the range must hold that day, or
+    # trial 0 could not be the starting block.
+    params = {p.path: p for p in build_space("predictive", {}, scenario()).params}
+    window = params["error_window"]
+    assert (window.kind, window.low, window.high, window.log, window.duration) == ("int", 3600, 172800, True, True)
+    assert params["capacity_window"].high == 600 and not params["capacity_window"].log, "5 min: the usual range"
+    window = {p.path: p for p in build_space("predictive", {"error_window": "2h"}, scenario()).params}["error_window"]
+    assert (window.low, window.high, window.log) == (300, 14400, True)
+
+
+def test_the_predictive_policys_defaults_are_the_first_trial():
+    problem = make_problem(scenario(STEADY.replace("{name: target_utilization, target: 0.1}", "{name: predictive}")))
+    result = tune(problem, 1, seed=0)
+    assert result.records[0].params == {"actuation_delay": 0, "error_window": 86400, "target_utilization": 0.7,
+                                        "capacity_window": 300}
+    assert result.records[0].cost == result.baseline.cost
+
+
 def test_invalid_combinations_are_skipped_not_fatal():
     base = scenario(STEADY.replace("10m", "1m"))
     problem = make_problem(base, "tune_test_toy", params=["low=0:1:0.1", "high=0:1:0.1"], only_params=True)
@@ -512,11 +531,20 @@ def test_cli_refuses_a_storage_of_another_scenario(tmp_path, steady_file, monkey
     storage = str(tmp_path / "study.db")
     argv = ["tune", str(steady_file), "--trials", "1", "--storage", storage, "--no-save", "--quiet"]
     assert cli(argv, monkeypatch) == 0
+    capsys.readouterr()
     other = tmp_path / "other.yaml"
     other.write_text(STEADY.replace("20/s", "30/s"))
     out = tmp_path / "out"
     argv = ["tune", str(other), "--trials", "1", "--storage", storage, "--out", str(out), "--quiet"]
     assert cli(argv, monkeypatch) == 2
-    err = capsys.readouterr().err
-    assert "--storage:" in err and "holds study" in err and "another --storage" in err
+    captured = capsys.readouterr()
+    assert "--storage:" in captured.err and "holds study" in captured.err and "another --storage" in captured.err
+    assert captured.out == "", "refused before anything is printed (the search space included)"
     assert not out.exists()
+
+
+def test_early_storage_check_creates_no_file(tmp_path, steady_file):
+    # The CLI checks the storage before printing; a new SQLite file is only created when the study opens.
+    problem = make_problem(load_scenario(steady_file))
+    check_storage(problem.key, str(tmp_path / "new.db"))
+    assert not (tmp_path / "new.db").exists()

@@ -13,6 +13,9 @@ from tidal.cli.simulate import parse_overrides
 from tidal.config import load_scenario
 from tidal.core.errors import TidalInputError
 
+#: Marks the best value of each column, as in report.html (styles alone vanish when piped).
+BEST_MARK = "★"
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -80,7 +83,7 @@ def _run_with_progress(run, total: int, quiet: bool):
 
 
 def comparison_table(comparison, rows, width: int | None = None) -> Table:
-    """The summary as a rich table: the best value of each column in bold green.
+    """The summary as a rich table: the best value of each column marked ★ (and bold green on a terminal).
 
     When ``mean ± half-width`` cells would not fit in ``width`` columns, the half-width goes on a
     second line of its cell instead of being wrapped mid-number.
@@ -101,7 +104,7 @@ def _table(comparison, rows, stacked: bool) -> Table:
     sc = comparison.scenario
     title = f"{sc.name} — {len(rows)} polic{'ies' if len(rows) != 1 else 'y'}"
     caption = (f"mean ± 95% CI over seeds {comparison.seeds[0]}–{comparison.seeds[-1]}; " if n > 1
-               else f"seed {comparison.seeds[0]}; ") + "best per column in bold green"
+               else f"seed {comparison.seeds[0]}; ") + f"{BEST_MARK} best per column"
     # Short headers help the table fit an 80-column terminal.
     headers, cells = formatted_table(rows, sc.slo.latency, short=True)
     table = Table(title=escape(title), caption=caption, header_style="bold")
@@ -112,6 +115,11 @@ def _table(comparison, rows, stacked: bool) -> Table:
     for row, row_cells in zip(rows, cells, strict=True):
         texts = []
         for text, best in row_cells:
+            if best:
+                # A text mark, as in the HTML report: colour alone is lost when the output is piped
+                # (Rich drops styles off a terminal), in CI logs, and for colour-blind readers.
+                mean, sep, spread = text.partition(" ± ")
+                text = f"{mean} {BEST_MARK}{sep}{spread}"
             text = escape(text.replace(" ± ", "\n±") if stacked else text)
             texts.append(f"[bold green]{text}[/]" if best else text)
         table.add_row(escape(row.label), *texts)

@@ -64,7 +64,7 @@ def run_tune_command(args: argparse.Namespace) -> int:
         import optuna
 
         from tidal.experiment import tune as tuning
-        from tidal.experiment.study import storage_url
+        from tidal.experiment.study import check_storage
     except ImportError as exc:  # pragma: no cover - optuna is an install extra
         raise TidalInputError("tidal tune", f"needs optuna ({exc}), a tidal dependency: reinstall tidal") from None
 
@@ -77,11 +77,13 @@ def run_tune_command(args: argparse.Namespace) -> int:
     slo = tuning.parse_slo(args.slo) if args.slo else None
     problem = tuning.make_problem(scenario, parse_policy_option(args.policy), slo=slo, params=args.param,
                                   only_params=args.only_params, source=str(args.scenario))
-    if args.storage:
-        storage_url(args.storage)  # a missing folder is reported before any output
     out = args.out or Path("results") / f"{scenario.name}-tune"
     if not args.no_save and out.exists() and not out.is_dir():
         raise TidalInputError("--out", f"{out} exists and is not a folder")
+    if args.storage:
+        # A missing folder, a file that is no study database, or a study made for another scenario
+        # is reported before any output (tune() checks again when it opens the study).
+        check_storage(problem.key, args.storage, args.study_name)
     console.print(space_table(problem))
     if getattr(args, "verbose", 0) < 2:
         optuna.logging.set_verbosity(logging.WARNING)

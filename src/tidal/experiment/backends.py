@@ -5,18 +5,23 @@ Every backend offers the same few calls — :meth:`submit` one task for a future
 Results do not depend on the backend: a variant carries everything its run needs (see
 :mod:`tidal.experiment.variant`).
 
-Clusters are reached at an existing address; an address that does not answer is a
-:class:`TidalInputError` raised *before* anything runs (Ray would otherwise retry for minutes).
+Clusters are reached at an existing address; an address that does not answer, or answers in
+another protocol (an HTTP server), is a :class:`TidalInputError` raised *before* anything runs,
+within a deadline (Dask's handshake has none, and Ray would otherwise retry for minutes).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import multiprocessing
 import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Collection, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -126,7 +131,9 @@ def _ignore_sigint() -> None:
 class DaskBackend:
     """An existing Dask cluster, reached through its scheduler address (``tcp://host:8786``)."""
 
-    def __init__(self, address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    def __init__(self, address: str, timeout_s: float | None = None) -> None:
+        # Looked up now, not at import, so that a caller (or a test) can change the module default.
+        timeout_s = CONNECT_TIMEOUT_S if timeout_s is None else timeout_s
         try:
             from distributed import Client
         except ImportError:
@@ -136,10 +143,13 @@ class DaskBackend:
             # A refused TCP connection is known at once; Client() would wait out its timeout.
             host, port = _host_port(address, 8786, "--dask")
             check_reachable("--dask", "a Dask scheduler", address, host, port, timeout_s)
+        # Client(timeout=...) bounds the TCP connect but not Dask's handshake that follows: a port
+        # that accepts and never answers in Dask's protocol (an HTTP server) would hang it for good.
+        _dask_handshake(address, timeout_s)
         try:
             self._client = Client(address, timeout=timeout_s, set_as_default=False)
-        except (OSError, ValueError) as exc:  # timeouts are OSErrors; a bad scheme a ValueError
-            raise TidalInputError("--dask", f"cannot reach a Dask scheduler at {address!r}: {exc}") from None
+        except Exception as exc:  # OSError on timeouts, ValueError on a bad scheme, anything from junk
+            raise TidalInputError("--dask", f"{address!r} is not a Dask scheduler ({_reason(exc)})") from None
         self.window = None
         log.info("Dask cluster at %s", address)
 
@@ -175,7 +185,8 @@ class RayBackend:
     its connection, and it is left open on :meth:`close`.
     """
 
-    def __init__(self, address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    def __init__(self, address: str, timeout_s: float | None = None) -> None:
+        timeout_s = CONNECT_TIMEOUT_S if timeout_s is None else timeout_s
         try:
             import ray
         except ImportError:
@@ -190,6 +201,9 @@ class RayBackend:
         else:
             host, port = _host_port(address, 10001 if address.startswith("ray://") else 6379, "--ray")
             check_reachable("--ray", "a Ray cluster", address, host, port, timeout_s)
+            # ray.init retries a GCS that does not answer 20 times, about 40 s each, with no option
+            # to shorten it; so first ask the port a question only a Ray cluster answers, in time.
+            _ray_probe(address, timeout_s)
             try:
                 ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
             except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError, ...
@@ -279,6 +293,73 @@ def _host_port(address: str, default_port: int, option: str) -> tuple[str, int]:
     if not host or not 0 < number < 65536:
         raise TidalInputError(option, f"expected an address such as HOST:PORT, got {address!r}")
     return host.strip("[]"), number
+
+
+def _reason(exc: BaseException) -> str:
+    """A one-line reason for an error message: the exception's text, or its type when it has none."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _run_bounded(fn: Callable[[], Any], timeout_s: float) -> Any:
+    """``fn()`` in a helper thread (so it has its own event loop, even under a running one).
+
+    ``fn`` must bound itself by ``timeout_s``; the extra second here only covers its clean-up.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidal-probe") as pool:
+        return pool.submit(fn).result(timeout=timeout_s + 1.0)
+
+
+def _dask_handshake(address: str, timeout_s: float) -> None:
+    """Raise :class:`TidalInputError` unless ``address`` completes Dask's handshake within ``timeout_s``."""
+    from distributed.comm import connect as dask_connect
+    from distributed.security import Security
+
+    # The TLS settings Client() would use (from Dask's configuration), so a tls:// scheduler passes.
+    tls = Security().get_connection_args("client")
+
+    async def handshake() -> None:
+        comm = await asyncio.wait_for(dask_connect(address, timeout=timeout_s, **tls), timeout_s)
+        await comm.close()
+
+    try:
+        _run_bounded(lambda: asyncio.run(handshake()), timeout_s)
+    except (TimeoutError, asyncio.TimeoutError):
+        reason = f"no Dask handshake within {timeout_s:g} s"
+        raise TidalInputError("--dask", f"{address!r} is not a Dask scheduler ({reason})") from None
+    except Exception as exc:  # whatever the peer sent: a closed stream, a frame that does not decode, ...
+        reason = f"no valid Dask handshake: {_reason(exc)}"
+        raise TidalInputError("--dask", f"{address!r} is not a Dask scheduler ({reason})") from None
+
+
+#: Seconds on top of the probe's own deadline for its child process to start and import Ray.
+RAY_PROBE_STARTUP_S = 60.0
+
+
+def _ray_probe(address: str, timeout_s: float) -> None:
+    """Raise :class:`TidalInputError` unless a Ray cluster answers at ``address`` within ``timeout_s``.
+
+    The question is asked in a child process (:mod:`tidal.experiment._rayprobe`), because Ray's
+    client cannot be interrupted: at the deadline the child is abandoned, and then killed.
+    """
+    command = [sys.executable, "-m", "tidal.experiment._rayprobe", address, repr(timeout_s)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s + RAY_PROBE_STARTUP_S,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        reason = f"no answer within {timeout_s + RAY_PROBE_STARTUP_S:g} s"
+    else:
+        lines = done.stdout.strip().splitlines()
+        try:
+            answer = json.loads(lines[-1])
+        except (IndexError, ValueError):
+            # The probe itself failed to run (this is not about the address): let ray.init decide.
+            log.debug("Ray probe gave no answer (status %s): %s", done.returncode, done.stderr[-2000:])
+            return
+        if answer.get("ok") is not False:
+            return  # a cluster answered, or this Ray has no way to ask: ray.init will say
+        reason = str(answer.get("reason") or "no reason given")
+    raise TidalInputError("--ray", f"{address!r} is not a Ray cluster ({reason})")
 
 
 def check_reachable(option: str, what: str, address: str, host: str, port: int, timeout_s: float) -> None:

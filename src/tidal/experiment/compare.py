@@ -37,7 +37,7 @@ from tidal.sim.results import Summary
 #: Per-tick columns kept from each policy's first-seed run (what the report plots). The rest of the
 #: tick table, and the other seeds' tables, are dropped in the worker: a day at one-second ticks
 #: is megabytes per run, and a comparison may hold hundreds of runs.
-TICK_COLUMNS = ("time", "arrivals", "ready", "desired", "latency_p50", "latency_p99", "cost")
+TICK_COLUMNS = ("time", "arrivals", "ready", "desired", "latency_p50", "latency_p95", "latency_p99", "cost")
 
 Progress = Callable[[int, int], None]
 

@@ -3,7 +3,7 @@
 Derived from the policy's pydantic config model: a numeric field is searched when its name says
 what it is — a target utilisation (0.3–0.95), a percentage target (30–95), a tolerance (0–0.3),
 a controller gain (0–2), a smoothing factor (0–1), a window, delay or period (0–10 min, whole
-seconds), the ``replicas`` of a static policy (the scenario's bounds) — with the range narrowed
+seconds; one that starts longer, on a log scale around its start), the ``replicas`` of a static policy (the scenario's bounds) — with the range narrowed
 by the field's own constraints (``ge``, ``gt``, ``le``, ``lt``). Fields whose default is ``None``
 (meaning "derived from another field" or "off") are left alone unless the block sets them.
 
@@ -47,6 +47,11 @@ ParamKind = Literal["float", "int", "categorical"]
 
 #: Default search range of windows, delays and periods (seconds).
 WINDOW_RANGE = (0.0, 600.0)
+#: A window that starts longer than :data:`WINDOW_RANGE` (the predictive policy remembers a day of
+#: forecast errors) is searched on a log scale from start / LONG_WINDOW_SPAN[0] to start ×
+#: LONG_WINDOW_SPAN[1] — a day: 1 h to 2 days — so that the range holds the starting value and
+#: trial 0 can be the starting block.
+LONG_WINDOW_SPAN = (24.0, 2.0)
 _WINDOW_NAME = re.compile(r"window|delay|period|stabilization|cooldown|grace|retention|interval|lookback|horizon")
 _TARGET_NAME = re.compile(r"(^|_)(target|utilization)(_|$)")
 _GAIN_NAME = re.compile(r"^(kp|ki|kd|k_p|k_i|k_d)$|(^|_)gain(_|$)")
@@ -286,7 +291,12 @@ _Range = tuple[float, float, float | None, bool]
 def _default_range(name: str, shape: _Shape, start: Any, scenario: Scenario) -> _Range | None:
     """(low, high, step, log) by parameter name, before the field's constraints narrow it."""
     if shape.duration:
-        return (*WINDOW_RANGE, 1.0, False) if _WINDOW_NAME.search(name) else None
+        if not _WINDOW_NAME.search(name):
+            return None
+        seconds = _duration_s(start)
+        if seconds is not None and seconds > WINDOW_RANGE[1]:
+            return seconds / LONG_WINDOW_SPAN[0], seconds * LONG_WINDOW_SPAN[1], 1.0, True
+        return (*WINDOW_RANGE, 1.0, False)
     if name == "replicas" and shape.number is int:
         return float(max(1, scenario.replicas.min)), float(scenario.replicas.max), 1.0, False
     if name.endswith("percentage"):
@@ -309,6 +319,14 @@ def _default_range(name: str, shape: _Shape, start: Any, scenario: Scenario) -> 
     if _SMOOTHING_NAME.search(name):
         return 0.0, 1.0, 0.01, False
     return None
+
+
+def _duration_s(value: Any) -> float | None:
+    """A starting duration in seconds (``86400.0``, ``"24h"``), or ``None`` if it is not one."""
+    try:
+        return parse_duration(value)
+    except (TypeError, ValueError):
+        return None  # the policy's own validation reports a bad value
 
 
 def _clip(key: str, shape: _Shape, low: float, high: float, step: float | None, log: bool) -> Param | None:

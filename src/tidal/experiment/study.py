@@ -96,6 +96,34 @@ def open_study(
         _stamp(study, key)
         return study
     url = storage_url(storage)
+    _check_studies(key, storage, url, name, explicit_name=study_name is not None)
+    try:
+        study = optuna.create_study(
+            storage=url, study_name=name, directions=list(DIRECTIONS), sampler=sampler, load_if_exists=True,
+        )
+    except ValueError as exc:  # e.g. a study of that name with other directions
+        raise TidalInputError("--storage", f"cannot use study {name!r} in {storage}: {_first_line(exc)}") from None
+    if tuple(study.directions) != DIRECTIONS:
+        raise TidalInputError("--storage", f"study {name!r} in {storage} does not minimise (cost, SLO violation)")
+    if "problem_hash" not in study.user_attrs:
+        _stamp(study, key)
+    return study
+
+
+def check_storage(key: StudyKey, storage: str, study_name: str | None = None) -> None:
+    """Raise :class:`TidalInputError` now if :func:`open_study` would refuse ``storage``.
+
+    For callers that print or run anything before opening the study. A SQLite file that does not
+    exist yet holds no study to conflict with, and is not created here.
+    """
+    url = storage_url(storage)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return
+    _check_studies(key, storage, url, study_name or key.study_name, explicit_name=study_name is not None)
+
+
+def _check_studies(key: StudyKey, storage: str, url: str, name: str, explicit_name: bool) -> None:
+    """Refuse a storage that cannot be read, or holds studies for another problem (see :func:`open_study`)."""
     try:
         summaries = optuna.study.get_all_study_summaries(url, include_best_trial=False)
     except Exception as exc:  # sqlalchemy / optuna raise many types for "not a study database"
@@ -109,23 +137,12 @@ def open_study(
                     f"study {name!r} in {storage} was made for {_describe(attrs)}, not for this scenario "
                     f"{_this(key)} with policy {key.policy!r}; use another --storage or --study-name",
                 )
-        elif study_name is None and attrs.get("scenario_hash") != key.scenario_hash:
+        elif not explicit_name and attrs.get("scenario_hash") != key.scenario_hash:
             raise TidalInputError(
                 "--storage",
                 f"{storage} holds study {summary.study_name!r} made for {_describe(attrs)}, not for this "
                 f"scenario {_this(key)}; use another --storage (or --study-name to share this one)",
             )
-    try:
-        study = optuna.create_study(
-            storage=url, study_name=name, directions=list(DIRECTIONS), sampler=sampler, load_if_exists=True,
-        )
-    except ValueError as exc:  # e.g. a study of that name with other directions
-        raise TidalInputError("--storage", f"cannot use study {name!r} in {storage}: {_first_line(exc)}") from None
-    if tuple(study.directions) != DIRECTIONS:
-        raise TidalInputError("--storage", f"study {name!r} in {storage} does not minimise (cost, SLO violation)")
-    if "problem_hash" not in study.user_attrs:
-        _stamp(study, key)
-    return study
 
 
 def _stamp(study: optuna.Study, key: StudyKey) -> None:

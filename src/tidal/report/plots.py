@@ -82,15 +82,20 @@ def load_and_replicas(comparison: Comparison) -> Plot:
                    f"Arrival rate and ready replicas over time (seed {comparison.seeds[0]}).")
 
 
+#: The per-tick latency percentiles plotted over time: the summary table's p50, p95 and p99.
+LATENCY_PANELS = (("latency_p50", "p50"), ("latency_p95", "p95"), ("latency_p99", "p99"))
+
+
 def latency_over_time(comparison: Comparison) -> Plot:
-    """Per-tick p50 and p99 latency of each policy, with the SLO threshold."""
-    fig, axes = _figure(2, height=6.0)
+    """Per-tick p50, p95 and p99 latency of each policy (one panel each), with the SLO threshold."""
+    fig, axes = _figure(len(LATENCY_PANELS), height=8.4)
     slo = comparison.scenario.slo.latency
     series = {arm.label: comparison.first(arm.label) for arm in comparison.arms}
     peak = max((np.nanmax(r.ticks["latency_p99"]) for r in series.values()
                 if np.isfinite(r.ticks["latency_p99"]).any()), default=slo)
+    # One unit for every panel, chosen by the largest value (p99), so the panels read alike.
     scale, unit = (1000.0, "ms") if max(peak, slo) < 1.0 else (1.0, "s")
-    for ax, column, title in zip(axes, ("latency_p50", "latency_p99"), ("p50", "p99"), strict=True):
+    for ax, (column, title) in zip(axes, LATENCY_PANELS, strict=True):
         for (label, run), color in zip(series.items(), colors(len(series)), strict=True):
             t, y = _binned(run, run.ticks[column] * scale)
             ax.plot(t, y, color=color, linewidth=1.2, label=label)
@@ -101,7 +106,7 @@ def latency_over_time(comparison: Comparison) -> Plot:
     axes[-1].set_xlabel(_time_label(next(iter(series.values()))))
     _legend(axes[0])
     return _render(fig, "latency_time", "Latency over time",
-                   f"Median and 99th-percentile latency of the requests completed in each tick "
+                   f"Median, 95th- and 99th-percentile latency of the requests completed in each tick "
                    f"(seed {comparison.seeds[0]}); dashed: the SLO threshold.")
 
 
