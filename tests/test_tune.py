@@ -14,6 +14,7 @@ import yaml
 from optuna.trial import TrialState
 from pydantic import Field, model_validator
 
+from conftest import REPO
 import tidal.cli.main as cli_main
 import tidal.experiment.tune as tuning
 from tidal.cli import tune as tune_cli
@@ -21,6 +22,7 @@ from tidal.config import load_scenario, scenario_from_dict
 from tidal.config.fields import Duration
 from tidal.core.errors import TidalInputError
 from tidal.core.types import Decision, Observation
+from tidal.policy import available_policies
 from tidal.experiment.space import Fixed, Param, apply_values, build_space, format_value, parse_param
 from tidal.experiment.study import check_storage, storage_url
 from tidal.experiment.tune import (
@@ -548,3 +550,14 @@ def test_early_storage_check_creates_no_file(tmp_path, steady_file):
     problem = make_problem(load_scenario(steady_file))
     check_storage(problem.key, str(tmp_path / "new.db"))
     assert not (tmp_path / "new.db").exists()
+
+
+# Policies whose block has no default to start from: keda needs its triggers, rl its Q table.
+NEEDS_A_BLOCK = {"keda", "rl"}
+
+
+@pytest.mark.parametrize("policy", sorted(set(available_policies()) - NEEDS_A_BLOCK))
+def test_every_policy_has_a_default_space_its_validation_accepts(policy):
+    scenario = load_scenario(REPO / "examples" / "flash_crowd.yaml")
+    space = build_space(policy, {}, scenario)  # checks every range's ends against the policy
+    assert space.params

@@ -45,7 +45,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -254,6 +254,10 @@ SOLVERS: dict[str, Callable[[PlanCosts], Plan]] = {"dp": solve_dp, "milp": solve
 
 
 class MPCConfig(ServiceModelConfig):
+    #: ``tidal tune``'s range for the horizon: whole steps from 4 to 60 (the generic window range
+    #: starts below one step, which the horizon's validation rejects).
+    search_space: ClassVar[dict[str, str]] = {"horizon": "60s:900s:15s"}
+
     step: Duration = Field(15.0, gt=0, description="length of one planning step")
     horizon: Duration = Field(300.0, gt=0, description="how far ahead to plan (at least one step)")
     cold_start: Duration | None = Field(
