@@ -2,8 +2,9 @@
 
 ``parity``
     One short step-load scenario run twice with the same policy block and the same arrivals:
-    live (``ServeStack`` workers + the ``tidal run`` controller + ``tidal load``) and simulated
-    (``tidal.sim.simulate``). The simulator gets what was measured live first: the workers'
+    live and simulated (``tidal.sim.simulate``). Live, as a user runs it: ``tidal serve``
+    (balancer and workers) and ``tidal run`` (the controller) each in a process of its own, and
+    the load from ``tidal load``'s generator in this one. The simulator gets what was measured live first: the workers'
     cold start (``ready_at - started_at`` from ``/admin/state``) and their service time (the
     worker's own ``tidal_worker_request_duration_seconds``, at one request at a time). Prints the
     two replica timelines side by side, one row per sync period, and the latency percentiles.
@@ -40,6 +41,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -48,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from tidal.config import scenario_from_dict
-from tidal.live import Controller, controller_config_from_dict
+from tidal.live import controller_config_from_dict
 from tidal.loadgen import LoadGenerator, load_spec_from_dict, run_load, sim_chunk_seconds
 from tidal.serve import model as model_mod
 from tidal.serve.stack import ServeStack
@@ -156,49 +158,44 @@ def calibrate(model_dir: Path, size: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _live(scenario, model_dir: Path, workdir: Path) -> dict[str, Any]:
+    """The scenario live: ``tidal serve`` and ``tidal run`` as processes, the load from this one."""
     sc = scenario
-    stack = ServeStack(replicas=sc.replicas.initial_count, min=sc.replicas.min, max=sc.replicas.max,
-                       concurrency=CONCURRENCY, service_time=SERVICE_TIME, load_delay=LOAD_DELAY,
-                       stats_window=SYNC, algorithm="power_of_two", buffer_limit=1000, buffer_timeout=30,
-                       model_dir=model_dir)
-    await asyncio.to_thread(stack.start)
-    try:
-        await asyncio.to_thread(stack.wait_ready, sc.replicas.initial_count, 60)
-        token_file = workdir / "admin-token"
-        token_file.write_text(stack.token + "\n")
-        config = controller_config_from_dict({
+    with ServeProcess(model_dir, workdir, replicas=sc.replicas.initial_count, min=sc.replicas.min,
+                      max=sc.replicas.max, concurrency=CONCURRENCY, service_time=SERVICE_TIME,
+                      load_delay=LOAD_DELAY, stats_window=SYNC, algorithm="power_of_two", buffer_limit=1000,
+                      buffer_timeout=30) as serve:
+        await asyncio.to_thread(serve.wait_ready, sc.replicas.initial_count, 60)
+        config = {
             "name": "parity", "policy": sc.policy, "replicas": {"min": sc.replicas.min, "max": sc.replicas.max},
             "sync_period": SYNC,
-            "metrics": {"source": "balancer", "url": stack.url, "token_file": str(token_file)},
-        })
-        controller = Controller.from_config(config)
+            "metrics": {"source": "balancer", "url": serve.url, "token_file": str(serve.token_file)},
+        }
+        controller_config_from_dict(config)  # a bad block fails here, not inside the subprocess
         gen = LoadGenerator(load_spec_from_dict({
-            "url": stack.url, "workload": sc.workload.model_dump(), "seed": sc.seed, "duration": sc.duration,
+            "url": serve.url, "workload": sc.workload.model_dump(), "seed": sc.seed, "duration": sc.duration,
             "chunk": sim_chunk_seconds(sc.control), "timeout": "60s", "connections": 2000}))
         workers: dict[str, dict[str, Any]] = {}
         stop = asyncio.Event()
 
         async def sample_workers() -> None:
             while not stop.is_set():
-                state = await asyncio.to_thread(stack.state)
+                state = await asyncio.to_thread(serve.state)
                 for r in state["replicas"]:
                     workers[r["id"]] = r
                 await asyncio.sleep(0.5)
 
-        wall0 = time.time()
-        control = asyncio.create_task(controller.run(stop=stop))
-        sampler = asyncio.create_task(sample_workers())
-        result = await gen.run()
-        stop.set()
-        await control
-        await sampler
-        await controller.aclose()
+        with RunProcess(config, workdir) as control:
+            # The load starts right after the controller's first decision, as the simulation's
+            # arrivals start with its first control tick.
+            await asyncio.to_thread(control.wait_first, 60)
+            wall0 = time.time()
+            sampler = asyncio.create_task(sample_workers())
+            result = await gen.run()
+            stop.set()
+            await sampler
         cold = [w["ready_at"] - w["started_at"] for w in workers.values()
                 if w["ready_at"] is not None and w["started_at"] > wall0]
-        return {"wall0": wall0, "records": list(controller.records), "load": result.summary,
-                "cold_starts_s": cold}
-    finally:
-        await asyncio.to_thread(stack.stop)
+        return {"wall0": wall0, "records": control.records, "load": result.summary, "cold_starts_s": cold}
 
 
 def bench_parity(model_dir: Path, size: dict[str, Any], workdir: Path) -> dict[str, Any]:
@@ -226,8 +223,8 @@ def bench_parity(model_dir: Path, size: dict[str, Any], workdir: Path) -> dict[s
             break
         # The simulator records ready at the end of a tick; the controller sees it at the start.
         sim_ready = ticks["ready"][k - 1] if k > 0 else REPLICAS["initial"]
-        row = {"t": round(rec.time - live["wall0"], 1), "live_desired": rec.desired, "sim_desired": ticks["desired"][k],
-               "live_ready": rec.ready, "sim_ready": sim_ready}
+        row = {"t": round(rec["time"] - live["wall0"], 1), "live_desired": rec["desired"],
+               "sim_desired": ticks["desired"][k], "live_ready": rec["ready"], "sim_ready": sim_ready}
         rows.append(row)
         print(f"{i * SYNC:6.0f} | {row['live_desired']:>12} {row['sim_desired']:>11} | {row['live_ready']:>10} "
               f"{row['sim_ready']:>9}")
@@ -375,16 +372,17 @@ def run_rate(url: str, rate: float, seconds: float) -> dict[str, Any]:
 
 
 class ServeProcess:
-    """``tidal serve`` in its own process (in-process, the balancer would share this one's GIL
-    with the load generator)."""
+    """``tidal serve`` in its own process, as a user starts it (in-process, the balancer would share
+    this one's GIL with the load generator). ``fields`` are serve config fields, written to a YAML
+    file (every field, including those without a flag)."""
 
-    def __init__(self, model_dir: Path, workdir: Path, **flags: Any) -> None:
+    def __init__(self, model_dir: Path, workdir: Path, **fields: Any) -> None:
         self.port = free_port()
         self.token_file = workdir / "serve-token"
-        self.cmd = [sys.executable, "-m", "tidal.cli.main", "serve", "--port", str(self.port),
-                    "--admin-token-file", str(self.token_file), "--model-dir", str(model_dir)]
-        for name, value in flags.items():
-            self.cmd += ["--" + name.replace("_", "-"), str(value)]
+        config = {"port": self.port, "admin_token_file": str(self.token_file), "model_dir": str(model_dir), **fields}
+        self.config_file = workdir / f"serve-{self.port}.yaml"
+        self.config_file.write_text(json.dumps(config))  # JSON is YAML
+        self.cmd = [sys.executable, "-m", "tidal.cli.main", "serve", str(self.config_file)]
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -417,13 +415,66 @@ class ServeProcess:
         raise TimeoutError(f"tidal serve: {n} worker(s) not ready within {timeout:g} s")
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        _terminate(self.proc)
+
+
+class RunProcess:
+    """``tidal run`` (the controller) in its own process; its decisions are the JSON lines it prints."""
+
+    def __init__(self, config: dict[str, Any], workdir: Path) -> None:
+        self.config_file = workdir / "controller.yaml"
+        self.config_file.write_text(json.dumps(config, default=str))  # JSON is YAML
+        self.cmd = [sys.executable, "-m", "tidal.cli.main", "run", str(self.config_file)]
+        self.stderr_file = workdir / "controller.stderr"
+        self.records: list[dict[str, Any]] = []
+        self.proc: subprocess.Popen | None = None
+        self._first = threading.Event()
+        self._reader: threading.Thread | None = None
+
+    def __enter__(self) -> RunProcess:
+        with self.stderr_file.open("w") as err:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                record = json.loads(line)
+                if record.get("event") == "decision":
+                    self.records.append(record)
+                    self._first.set()
+
+    def wait_first(self, timeout: float) -> None:
+        """Until the first decision is printed (the controller has imported, scraped and decided)."""
+        deadline = time.monotonic() + timeout
+        while not self._first.wait(0.2):
+            assert self.proc is not None
+            if self.proc.poll() is None and time.monotonic() < deadline:
+                continue
+            code = self.proc.poll()
+            tail = self.stderr_file.read_text()[-2000:].strip()
+            raise TimeoutError(f"tidal run: no decision within {timeout:g} s (exit status {code}): "
+                               f"{' '.join(self.cmd)}\n{tail}")
+
+    def __exit__(self, *exc: object) -> None:
+        # SIGTERM: the controller finishes its current step and exits.
+        _terminate(self.proc)
+        if self._reader is not None:
+            self._reader.join(10)
+
+
+def _terminate(proc: subprocess.Popen | None) -> None:
+    """SIGTERM, a grace period, then SIGKILL."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def bench_overhead(model_dir: Path, size: dict[str, Any], workdir: Path) -> dict[str, Any]:

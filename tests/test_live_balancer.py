@@ -7,9 +7,11 @@ import asyncio
 import pytest
 
 from tidal.live import BalancerSource, Controller, LocalActuator, SourceError, controller_config_from_dict
-from tidal.live.faults import ActuationError
+from tidal.core.errors import TidalInputError
+from tidal.live.faults import AuthError
 from tidal.live.sources import parse_admin_state, pod_id
 from tidal.live.testing import FakeBalancer
+from tidal.policy import build_policy
 
 TOKEN = "t0ken-for-tests"
 
@@ -61,21 +63,23 @@ async def _scrape(b: FakeBalancer):
         await source.aclose()
 
 
-def test_wrong_or_missing_token_is_a_source_error():
+def test_wrong_or_missing_token_is_a_fatal_error_naming_the_token_file():
     async def body(b: FakeBalancer):
         errors = []
         for token in (None, "wrong"):
             source = BalancerSource(b.url, token)
             try:
                 await source.scrape(0.0)
-            except SourceError as exc:
-                errors.append(str(exc))
+            except AuthError as exc:
+                errors.append(exc)
             finally:
                 await source.aclose()
         return errors
 
     errors = run(body)
-    assert len(errors) == 2 and all("HTTP 401" in e for e in errors)
+    assert len(errors) == 2 and all(isinstance(e, TidalInputError) for e in errors)
+    assert all(e.where == "metrics.token_file" and "HTTP 401" in e.problem for e in errors)
+    assert "no token was sent" in errors[0].problem and "the token was refused" in errors[1].problem
 
 
 def test_local_actuator_sets_and_reads_the_desired_count():
@@ -99,7 +103,7 @@ def test_local_actuator_reports_refusals():
     async def body(b: FakeBalancer):
         actuator = LocalActuator(b.url, "wrong")
         try:
-            with pytest.raises(ActuationError, match="HTTP 401"):
+            with pytest.raises(AuthError, match="actuator.token_file: PUT .* HTTP 401"):
                 await actuator.scale(3)
         finally:
             await actuator.aclose()
@@ -174,3 +178,63 @@ def test_pod_ids_are_stable_integers():
     assert pod_id("17") == 17
     assert pod_id("worker-a") == pod_id("worker-a") != pod_id("worker-b")
     assert 0 <= pod_id("worker-a") < 2**48
+
+
+def test_a_refused_token_stops_the_controller_instead_of_holding():
+    """Holding on a 401 would hold forever (the same token is refused every poll): the step raises."""
+
+    async def body(b: FakeBalancer):
+        for source_token, actuator_token, field, tries in ((None, TOKEN, "metrics.token_file", []),
+                                                           (TOKEN, "wrong", "actuator.token_file", [1])):
+            b.stats["utilization"] = 1.0  # 2 replicas at 100 % for a 50 % target: the actuator is used
+            attempts: list[int] = []
+            controller = Controller(
+                build_policy({"name": "target_utilization", "target": 0.5, "window": 0}, 1, 6),
+                BalancerSource(b.url, source_token), LocalActuator(b.url, actuator_token),
+                min_replicas=1, max_replicas=6, sleep=lambda s: asyncio.sleep(0))
+            controller._actuation_failed = lambda attempt, exc: attempts.append(attempt)
+            try:
+                with pytest.raises(AuthError) as info:
+                    await controller.step(100.0)
+            finally:
+                await controller.aclose()
+            assert info.value.where == field and "HTTP 401" in info.value.problem
+            assert len(controller.records) == 0
+            assert attempts == tries  # the refused actuation was tried once, never retried
+        return b.desired
+
+    assert run(body) == 2  # nothing was changed
+
+
+def test_controller_bounds_outside_the_balancers_fail_at_start():
+    async def go():
+        async with FakeBalancer(token=TOKEN, replicas=2, bounds=(1, 4)) as b:
+            outcomes = []
+            for lo, hi in ((1, 8), (0, 4), (2, 4)):
+                controller = Controller(
+                    build_policy({"name": "static", "replicas": 2}, lo, hi), BalancerSource(b.url, TOKEN),
+                    LocalActuator(b.url, TOKEN), min_replicas=lo, max_replicas=hi)
+                try:
+                    outcomes.append(await controller.run(steps=1))
+                except TidalInputError as exc:
+                    outcomes.append(exc)
+                finally:
+                    await controller.aclose()
+            # A balancer that is down at start is not checked: the loop holds and retries as usual.
+            await b.stop()
+            controller = Controller(build_policy({"name": "static", "replicas": 2}, 1, 8),
+                                    BalancerSource(b.url, TOKEN), LocalActuator(b.url, TOKEN), min_replicas=1,
+                                    max_replicas=8)
+            try:
+                outcomes.append((await controller.run(steps=1), controller.records[-1].mode))
+            finally:
+                await controller.aclose()
+            return outcomes
+
+    too_high, too_low, inside, down = asyncio.run(go())
+    for exc, bounds in ((too_high, "1..8"), (too_low, "0..4")):
+        assert isinstance(exc, TidalInputError) and exc.where == "replicas"
+        assert f"min..max = {bounds} is not within the bounds of local pool via http://127.0.0.1:" in exc.problem
+        assert "(1..4)" in exc.problem
+    assert inside == 1
+    assert down == (1, "hold")

@@ -144,43 +144,100 @@ class _Dom(HTMLParser):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (CI installs it: apt-get install chromium)")
-def test_page_renders_live_numbers_and_charts_in_headless_chromium(tmp_path):
-    async def body(server, controller):
-        status, ctype, html = await fetch(server.url)
-        assert status == 200 and ctype.startswith("text/html")
-        proc = await asyncio.create_subprocess_exec(
-            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", server.url,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), 90)
-        assert proc.returncode == 0, err.decode()[-2000:]
-        return html, out.decode()
+def test_page_updates_without_reload_in_headless_chromium(tmp_path):
+    """The page keeps polling: decisions taken after it loaded reach the DOM without a reload.
 
-    html, dom_text = with_dashboard(body)
+    The controller has ten decisions when Chromium opens the page. Once the page's first
+    ``/api/history`` has been answered, a background task takes five more (a scale-up from 6 to
+    9); the page's next polls are held until those exist, so the DOM Chromium dumps can show them
+    only if the page fetched again and redrew. A page that fetched once would show 10 and 6.
+    """
+    from aiohttp import web
+
+    from tidal.live.dashboard import make_app
+
+    async def go():
+        controller, source = make_controller()
+        await drive(controller, source)  # ten decisions before the page opens
+        first_answered, more_taken = asyncio.Event(), asyncio.Event()
+        answered_steps: list[int] = []  # the step count in each /api/history answer
+
+        @web.middleware
+        async def watch_history(request, handler):
+            if request.path == "/api/history" and answered_steps:
+                await more_taken.wait()
+            response = await handler(request)
+            if request.path == "/api/history":
+                answered_steps.append(json.loads(response.body)["steps"])
+                first_answered.set()
+            return response
+
+        async def keep_stepping():
+            await first_answered.wait()  # the page has loaded and rendered the first ten
+            for i in range(10, 15):
+                if i == 10:  # 6 replicas at 75 % for a 50 % target: 9
+                    source.metrics.update(utilization=0.75, rps=135.0, latency_p95=0.15)
+                if i == 11:  # 9 at target: stay
+                    source.metrics.update(utilization=0.5)
+                source.replicas = controller.spec
+                source.metrics["ready_replicas"] = source.replicas
+                source.fail = False
+                await controller.step(1_700_000_000.0 + i)
+            more_taken.set()
+
+        app = make_app(controller)
+        app.middlewares.append(watch_history)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+        stepper = asyncio.create_task(keep_stepping())
+        try:
+            status, ctype, html = await fetch(url)
+            assert status == 200 and ctype.startswith("text/html")
+            # Virtual time runs the page's one-second polling five times over; it stands still
+            # while a fetch is pending, so the held second poll cannot run the budget out.
+            proc = await asyncio.create_subprocess_exec(
+                CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", url,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            out, err = await asyncio.wait_for(proc.communicate(), 90)
+            assert proc.returncode == 0, err.decode()[-2000:]
+            await asyncio.wait_for(stepper, 10)
+            return html, out.decode(), answered_steps
+        finally:
+            stepper.cancel()
+            await runner.cleanup()
+
+    html, dom_text, answered_steps = asyncio.run(asyncio.wait_for(go(), 120))
     static = _Dom()
     static.feed(html)
     assert all("src" not in s for s in static.scripts), "self-contained: no external scripts"
     assert "http://" not in html.replace('"http://www.w3.org/2000/svg"', "") and "https://" not in html
 
+    # The page fetched once on load (ten decisions), then again after the five new ones.
+    assert answered_steps[0] == 10 and len(answered_steps) >= 2 and answered_steps[-1] == 15
     dom = _Dom()
     dom.feed(dom_text)
-    # The numbers come from /api/history, fetched by the page's script after load.
-    assert dom.text["v-desired"] == "6"
-    assert dom.text["v-ready"] == "6" and dom.text["v-starting"] == "0"
-    assert dom.text["v-rps"] == "90.0" and dom.text["v-concurrency"] == "2.5"
-    assert dom.text["v-p50"] == "12.0 ms" and dom.text["v-p95"] == "200.0 ms" and dom.text["v-p99"] == "90.0 ms"
-    assert dom.text["v-mode"] == "policy" and dom.text["v-steps"] == "10"
+    # Every figure below exists only since the page loaded.
+    assert dom.text["v-steps"] == "15"
+    assert dom.text["v-desired"] == "9" and dom.text["v-ready"] == "9" and dom.text["v-starting"] == "0"
+    assert dom.text["v-rps"] == "135.0" and dom.text["v-concurrency"] == "2.5"
+    assert dom.text["v-p50"] == "12.0 ms" and dom.text["v-p95"] == "150.0 ms" and dom.text["v-p99"] == "90.0 ms"
+    assert dom.text["v-mode"] == "policy"
     assert dom.text["f-policy"].startswith("target_utilization") and dom.text["f-bounds"] == "1–10"
     assert dom.text["status"].startswith("live")
-    # Three SVG charts with one path per series, drawn from the ten points.
+    # Three SVG charts with one path per series, redrawn over all fifteen points.
     assert set(dom.paths) == {"chart-replicas", "chart-load", "chart-latency"}
     assert [p["data-series"] for p in dom.paths["chart-replicas"]] == ["desired", "current", "ready"]
     assert [p["data-series"] for p in dom.paths["chart-latency"]] == ["p50", "p95", "p99"]
     desired_path = dom.paths["chart-replicas"][0]["d"]
-    assert desired_path.startswith("M") and desired_path.count("L") == 9
-    # The decisions table lists the scale-up and the failed scrape, newest first.
-    assert len(dom.rows) == 2
-    assert dom.rows[0][1:3] == ["6 → 6", "hold"] and "metrics source failed" in dom.rows[0][3]
-    assert dom.rows[1][1:3] == ["2 → 6", "policy"] and "utilization=1.5" in dom.rows[1][3]
-    assert "not applied" not in dom.rows[1][1]
+    assert desired_path.startswith("M") and desired_path.count("L") == 14
+    # The decisions table, newest first: the new scale-up above the earlier failed scrape and scale-up.
+    assert len(dom.rows) == 3
+    assert dom.rows[0][1:3] == ["6 → 9", "policy"] and "utilization=0.75" in dom.rows[0][3]
+    assert dom.rows[1][1:3] == ["6 → 6", "hold"] and "metrics source failed" in dom.rows[1][3]
+    assert dom.rows[2][1:3] == ["2 → 6", "policy"] and "utilization=1.5" in dom.rows[2][3]
+    assert "not applied" not in dom.rows[0][1]

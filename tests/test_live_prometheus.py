@@ -8,6 +8,7 @@ import pytest
 from aiohttp import web
 
 from tidal.live import Controller, PrometheusSource, SourceError
+from tidal.live.faults import AuthError
 from tidal.live.sources import parse_instant_query
 from tidal.live.testing import RecordingActuator
 from tidal.policy import build_policy
@@ -104,7 +105,8 @@ def test_a_rejected_query_fails_the_scrape():
 def test_bearer_token_is_sent():
     scrape, seen = scrape_with({"rps": "sum(rate(tidal_requests_total[1m]))"}, token="p-token", server_token="p-token")
     assert scrape.metrics == {"rps": 12.5} and seen == [("sum(rate(tidal_requests_total[1m]))", "Bearer p-token")]
-    with pytest.raises(SourceError, match="HTTP 401"):
+    # A refused token is a configuration error naming the setting, not a failed scrape to hold on.
+    with pytest.raises(AuthError, match=r"metrics.token_file: GET .* HTTP 401 \(no token was sent\)"):
         scrape_with({"rps": "sum(rate(tidal_requests_total[1m]))"}, token=None, server_token="p-token")
 
 

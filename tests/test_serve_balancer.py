@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tidal.loadbalance import make_balancer
 from tidal.serve.stack import ServeStack
 
 
@@ -256,3 +257,234 @@ def test_worker_that_cannot_start_is_retried_with_backoff(model_dir):
         # Backoff 0.5 s, 1 s, 2 s, ...: a handful of attempts in two seconds, not hundreds.
         assert 2 <= state["restarts"] <= 5
         assert http("POST", stack.url + "/predict", {"digits": 1})[0] == 503  # buffered, then dropped
+
+
+# ----------------------------------------------------------------- retry rules, with scripted workers
+#
+# The balancer in this process in front of stand-in workers: raw asyncio servers that answer
+# /readyz and either serve a request or read it and drop the connection without an answer. No
+# worker process is spawned, so each failure is exactly the one scripted.
+
+
+class StandIn:
+    """A stand-in worker on a loopback port: ``mode`` is ``serve`` (200) or ``drop`` (close unanswered)."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.hits: list[tuple[str, str]] = []  # (method, path) of every request but /readyz
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> StandIn:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                method, path, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+                length = 0
+                for line in head.decode("latin-1").split("\r\n")[1:]:
+                    name, _, value = line.partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value)
+                await reader.readexactly(length)
+                if path != "/readyz":
+                    self.hits.append((method, path))
+                    if self.mode == "drop":
+                        return  # the request arrived whole; the connection closes without an answer
+                body = b'{"ok": true}'
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+async def balancer_with(ports: list[int]):
+    """A started balancer (round robin, 2 retries) whose pool is exactly workers w1, w2, ... on ``ports``.
+
+    Probes run once at start and then only when a proxied request fails (a long health
+    interval and a high threshold), so an ejection can only come from that failure's probe.
+    """
+    from aiohttp import web
+
+    from tidal.serve.balancer import Balancer
+    from tidal.serve.config import ServeConfig
+    from tidal.serve.pool import READY, WorkerProcess
+
+    config = ServeConfig(port=0, replicas=len(ports), min=0, max=8, algorithm="round_robin", retries=2,
+                         health_interval=3600, unhealthy_threshold=100, buffer_timeout=2)
+    balancer = Balancer(config, "token")
+    spawned: list[int | None] = []
+    balancer.pool._spawn = spawned.append  # a replacement would be a real process: record it instead
+    for i, port in enumerate(ports, 1):
+        worker = WorkerProcess(id=f"w{i}", state=READY, port=port, ready_at=time.time())
+        balancer.pool.workers[worker.id] = worker
+    runner = web.AppRunner(balancer.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    return balancer, runner, url, spawned
+
+
+async def post(url: str, path: str) -> tuple[int, str | None, str]:
+    async with aiohttp.ClientSession() as s, s.post(url + path, json={"digits": 1}) as r:
+        return r.status, r.headers.get("X-Tidal-Worker"), await r.text()
+
+
+def retries_metric(balancer, cause: str) -> float:
+    return balancer.m_retries.labels(cause)._value.get()
+
+
+async def wait_for(predicate, timeout: float = 10.0) -> None:
+    """Poll ``predicate`` until true (a bounded wait for a background probe, not a timing check)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)
+
+
+def test_dropped_connection_fails_a_non_idempotent_request_without_retry():
+    async def go():
+        dropper, healthy = await StandIn("drop").start(), await StandIn("serve").start()
+        balancer, runner, url, _ = await balancer_with([dropper.port, healthy.port])
+        try:
+            # POST under /v1/ is not idempotent: the worker may have acted on it before the drop.
+            status, worker, body = await post(url, "/v1/generate")
+            return status, body, list(dropper.hits), list(healthy.hits), retries_metric(balancer, "disconnect")
+        finally:
+            await runner.cleanup()
+            await dropper.stop()
+            await healthy.stop()
+
+    status, body, dropped, served, retried = asyncio.run(go())
+    assert status == 502 and "lost the connection to worker w1" in body
+    assert dropped == [("POST", "/v1/generate")]
+    assert served == [] and retried == 0  # never sent a second time
+
+
+def test_dropped_connection_retries_an_idempotent_request_on_another_worker():
+    async def go():
+        dropper, healthy = await StandIn("drop").start(), await StandIn("serve").start()
+        balancer, runner, url, _ = await balancer_with([dropper.port, healthy.port])
+        try:
+            status, worker, _ = await post(url, "/predict")  # POST /predict is declared idempotent
+            return status, worker, list(dropper.hits), list(healthy.hits), retries_metric(balancer, "disconnect")
+        finally:
+            await runner.cleanup()
+            await dropper.stop()
+            await healthy.stop()
+
+    status, worker, dropped, served, retried = asyncio.run(go())
+    assert (status, worker) == (200, "w2")
+    assert dropped == [("POST", "/predict")] and served == [("POST", "/predict")] and retried == 1
+
+
+def test_refused_connection_is_retried_for_any_method_and_the_worker_ejected():
+    async def go():
+        # A bound socket that never listens: connecting to it is refused, and no one else can take the port.
+        import socket
+
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        healthy = await StandIn("serve").start()
+        balancer, runner, url, spawned = await balancer_with([closed.getsockname()[1], healthy.port])
+        try:
+            status, worker, _ = await post(url, "/v1/generate")  # not idempotent, but it was never sent
+            refused = balancer.pool.workers.get("w1")
+            await wait_for(lambda: refused.state == "failed")  # the failure's probe is refused too
+            return (status, worker, list(healthy.hits), retries_metric(balancer, "connect"), refused.state,
+                    balancer.pool.restarts, spawned)
+        finally:
+            await runner.cleanup()
+            await healthy.stop()
+            closed.close()
+
+    status, worker, served, retried, state, restarts, spawned = asyncio.run(go())
+    assert (status, worker) == (200, "w2")
+    assert served == [("POST", "/v1/generate")] and retried == 1
+    assert state == "failed" and restarts == 1 and spawned == [None]  # ejected, and a replacement asked for
+
+
+@pytest.mark.parametrize("path, idempotent", [("/v1/generate", False), ("/predict", True)])
+def test_plain_client_connection_error_is_a_maybe_processed_failure(path, idempotent):
+    """aiohttp raises a bare ``ClientConnectionError`` when it fails to send bytes on an open connection:
+    the request may have reached the worker, so it is retried only when idempotent, never a 500."""
+
+    async def go():
+        first, second = await StandIn("serve").start(), await StandIn("serve").start()
+        balancer, runner, url, _ = await balancer_with([first.port, second.port])
+        forward = balancer._forward
+
+        async def failing_on_w1(worker, request, body):
+            if worker.id == "w1":
+                raise aiohttp.ClientConnectionError("Failed to send bytes into the underlying connection")
+            return await forward(worker, request, body)
+
+        balancer._forward = failing_on_w1
+        failed: list[str] = []
+        connection_failed = balancer.pool.connection_failed
+        balancer.pool.connection_failed = lambda w: (failed.append(w.id), connection_failed(w))
+        try:
+            status, worker, body = await post(url, path)
+            return status, worker, body, list(second.hits), retries_metric(balancer, "disconnect"), failed
+        finally:
+            await runner.cleanup()
+            await first.stop()
+            await second.stop()
+
+    status, worker, body, served, retried, failed = asyncio.run(go())
+    assert failed == ["w1"]  # w1 gets no requests until a probe clears or ejects it
+    if idempotent:
+        assert (status, worker, served, retried) == (200, "w2", [("POST", path)], 1)
+    else:
+        assert status == 502 and "ClientConnectionError" in body and served == [] and retried == 0
+
+
+def test_weighted_round_robin_distributes_by_worker_weight():
+    async def go():
+        workers = [await StandIn("serve").start() for _ in range(2)]
+        balancer, runner, url, _ = await balancer_with([w.port for w in workers])
+        balancer.algorithm = make_balancer("weighted_round_robin")
+        balancer.pool.workers["w1"].weight = 30
+        try:
+            return Counter([(await post(url, "/predict"))[1] for _ in range(40)])
+        finally:
+            await runner.cleanup()
+            for w in workers:
+                await w.stop()
+
+    assert asyncio.run(go()) == {"w1": 30, "w2": 10}  # one full smooth-WRR period of weights 30 and 10
+
+
+def test_weights_come_from_the_config_and_the_admin_api(model_dir):
+    with ServeStack(replicas=1, algorithm="weighted_round_robin", weight=5, model_dir=model_dir) as stack:
+        (first,) = stack.wait_ready(1)["replicas"]
+        assert first["weight"] == 5
+        auth = stack.auth_headers
+        for bad in ({"add": 1, "weight": 0}, {"add": 1, "weight": "big"}, {"add": 0, "weight": 10}):
+            status, _, body = http("POST", stack.admin_url + "/replicas", bad, auth)
+            assert status == 400 and json.loads(body)["error"].startswith("weight:")
+        status, _, body = http("POST", stack.admin_url + "/replicas", {"add": 1, "weight": 15}, auth)
+        assert status == 200 and json.loads(body)["desired"] == 2
+        state = stack.wait_ready(2)
+        weights = {r["id"]: r["weight"] for r in state["replicas"]}
+        assert sorted(weights.values()) == [5, 15]
+        results = asyncio.run(fire(stack.url, 20))  # one period of weights 5 and 15
+        assert [s for s, _ in results] == [200] * 20
+        by_weight = Counter(weights[w] for _, w in results)
+        assert by_weight == {5: 5, 15: 15}

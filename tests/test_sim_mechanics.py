@@ -189,3 +189,20 @@ def test_summary_figures_are_consistent():
     assert 0.0 <= s.slo_attainment <= 1.0
     utilization = 20.0 * 0.1 / (3 * 2)
     assert s.mean_utilization == pytest.approx(utilization, rel=0.05)
+
+
+def test_weighted_round_robin_restores_full_weight_after_warm_up():
+    """A warming replica (2x slower) gets half weight, and its full weight back once warm."""
+    st = DataPlaneState(balancer="weighted_round_robin", slots=4, queue_limit=10_000, timeout=None, buffer_limit=10,
+                        buffer_timeout=None, hash_vnodes=10, slowdown=2.0, slo_latency=1.0, capacity=4)
+    st.reset_slot(0, uid=0, ready_at=0.0, warm_until=0.0, crash_at=math.inf)
+    st.reset_slot(1, uid=1, ready_at=0.0, warm_until=5.0, crash_at=math.inf)
+    cand = np.arange(2, dtype=np.int64)
+    shares = []
+    for t0 in (0.0, 5.0):
+        times = np.arange(t0, t0 + 5.0, 0.01)
+        st.serve(t0, t0 + 5.0, cand, times, np.full(len(times), 0.001), np.zeros(len(times), dtype=np.int64))
+        warm_factor = 2.0 if t0 < 5.0 else 1.0   # replica 1's requests take twice as long while warming
+        shares.append(st.busy[1] / warm_factor / (st.busy[0] + st.busy[1] / warm_factor))
+    assert shares[0] == pytest.approx(1 / 3, abs=0.01)
+    assert shares[1] == pytest.approx(1 / 2, abs=0.01)

@@ -10,7 +10,7 @@ from tidal.live.actuators import Actuator, KubernetesActuator, LocalActuator
 from tidal.live.config import ControllerConfig, controller_config_from_dict, load_controller_config
 from tidal.live.controller import Controller, StepRecord, build_actuator, build_source
 from tidal.live.dashboard import DashboardServer
-from tidal.live.faults import ActuationError, Backoff, FallbackRule, SourceError
+from tidal.live.faults import ActuationError, AuthError, Backoff, FallbackRule, SourceError
 from tidal.live.runner import run_controller
 from tidal.live.sources import BalancerSource, MetricsSource, PrometheusSource, Scrape
 from tidal.live.state import StateStore
@@ -18,6 +18,7 @@ from tidal.live.state import StateStore
 __all__ = [
     "ActuationError",
     "Actuator",
+    "AuthError",
     "Backoff",
     "BalancerSource",
     "Controller",

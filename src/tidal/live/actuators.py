@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from tidal.core.types import PodSample
 from tidal.live.client import JsonClient
 from tidal.live.faults import ActuationError, Backoff, Sleep, retry
-from tidal.live.sources import pod_id
+from tidal.live.sources import ADMIN_TOKEN_HINT, pod_id
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,15 @@ class Actuator(Protocol):
 
 
 class LocalActuator:
-    """The balancer admin API: ``PUT /admin/replicas`` sets the desired worker count."""
+    """The balancer admin API: ``PUT /admin/replicas`` sets the desired worker count.
 
-    def __init__(self, url: str, token: str | None = None, timeout: float = 5.0) -> None:
-        self.client = JsonClient(url, token, timeout, error_type=ActuationError)
+    A 401/403 raises :class:`~tidal.live.faults.AuthError` naming ``token_field`` (fatal, not retried).
+    """
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 5.0,
+                 token_field: str = "actuator.token_file") -> None:
+        self.client = JsonClient(url, token, timeout, error_type=ActuationError, auth_field=token_field,
+                                 auth_hint=ADMIN_TOKEN_HINT)
 
     async def scale(self, replicas: int) -> None:
         state = await self.client.request("PUT", "/admin/replicas", json={"count": int(replicas)})
@@ -57,6 +62,16 @@ class LocalActuator:
         state = await self.client.request("GET", "/admin/state")
         desired = state.get("desired") if isinstance(state, Mapping) else None
         return None if desired is None else int(desired)
+
+    async def bounds(self) -> tuple[int, int] | None:
+        """The balancer's own ``[min, max]`` from ``/admin/state`` (``None`` if it does not report them)."""
+        state = await self.client.request("GET", "/admin/state")
+        if not isinstance(state, Mapping):
+            return None
+        lo, hi = state.get("min"), state.get("max")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi)):
+            return None
+        return int(lo), int(hi)  # type: ignore[arg-type]
 
     async def aclose(self) -> None:
         await self.client.aclose()

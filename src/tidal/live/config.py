@@ -9,7 +9,8 @@
     actuator: {kind: local, url: http://127.0.0.1:8080, token_file: admin.token}
     state_file: .tidal/controller.state.json
     fallback: {failure_threshold: 3, replicas: hold}
-    dashboard: {port: 8090}
+    dashboard: {port: 8090}          # the page, /api/history and /metrics
+    metrics_server: {port: 9464}     # or just /metrics (and /healthz), without the page
 
 Input files (``token_file``, ``kubeconfig``) resolve against the config file's folder; the
 ``state_file`` is an output and resolves against the working directory, like ``--out``.
@@ -20,18 +21,42 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tidal.config.errors import describe_validation_error
 from tidal.config.fields import Duration
 from tidal.config.loader import load_yaml
-from tidal.config.errors import describe_validation_error
+from tidal.config.scenario import ControlSpec
 from tidal.core.errors import TidalInputError
 from tidal.core.types import METRIC_NAMES
+from tidal.policy.registry import effective_control
 
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def http_url(value: str) -> str:
+    """``value`` if it is an absolute http(s) URL with a host; else a ValueError saying what is wrong.
+
+    Without this, ``localhost:9090`` (no scheme) would pass ``--check`` and then fail every scrape
+    at run time — a controller holding its count forever instead of a one-line error at start.
+    """
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL with a host, got {value!r}"
+                         + (f" (did you mean 'http://{value}'?)" if "://" not in value else ""))
+    try:
+        parts.port  # noqa: B018 — raises on a port that is not a number or out of range
+    except ValueError as exc:
+        raise ValueError(f"{value!r}: {exc}") from None
+    return value.strip()
+
+
+#: A URL field of the controller file: checked by :func:`http_url`, kept as the string given.
+HttpUrl = Annotated[str, AfterValidator(http_url)]
 
 
 class ReplicaBounds(_Spec):
@@ -51,7 +76,7 @@ class BalancerSourceSpec(_Spec):
     """Metrics and pods from tidal's balancer admin API (``GET /admin/state``)."""
 
     source: Literal["balancer"]
-    url: str = "http://127.0.0.1:8080"
+    url: HttpUrl = "http://127.0.0.1:8080"
     token_file: Path | None = None
     timeout: Duration = Field(2.0, gt=0)
 
@@ -60,7 +85,7 @@ class PrometheusSourceSpec(_Spec):
     """Metrics from Prometheus' HTTP API: one PromQL instant query per tidal metric name."""
 
     source: Literal["prometheus"]
-    url: str
+    url: HttpUrl
     queries: dict[str, str] = Field(min_length=1)
     token_file: Path | None = None
     timeout: Duration = Field(5.0, gt=0)
@@ -80,7 +105,7 @@ class LocalActuatorSpec(_Spec):
     """Scale tidal's local worker pool through the balancer admin API (``PUT /admin/replicas``)."""
 
     kind: Literal["local"]
-    url: str = "http://127.0.0.1:8080"
+    url: HttpUrl = "http://127.0.0.1:8080"
     token_file: Path | None = None
     timeout: Duration = Field(5.0, gt=0)
 
@@ -133,6 +158,13 @@ class DashboardSpec(_Spec):
     history: int = Field(3600, ge=10, description="decisions kept for the page")
 
 
+class MetricsServerSpec(_Spec):
+    """The controller's own Prometheus ``/metrics`` (and ``/healthz``), without the dashboard page."""
+
+    port: int = Field(9464, ge=0, le=65535)
+    host: str = "127.0.0.1"
+
+
 MetricsSpec = Annotated[BalancerSourceSpec | PrometheusSourceSpec, Field(discriminator="source")]
 ActuatorSpec = Annotated[LocalActuatorSpec | KubernetesActuatorSpec, Field(discriminator="kind")]
 
@@ -143,14 +175,23 @@ class ControllerConfig(_Spec):
     name: str = "controller"
     policy: dict[str, Any]
     replicas: ReplicaBounds
-    sync_period: Duration = Field(15.0, gt=0)
+    sync_period: Duration | None = Field(
+        None, gt=0, description="default: the policy's upstream cadence (kpa 2 s, ray_serve 1 s), else 15 s")
     metrics: MetricsSpec
     actuator: ActuatorSpec | None = None
     state_file: Path | None = None
     fallback: FallbackSpec = FallbackSpec()
     retry: RetrySpec = RetrySpec()
     dashboard: DashboardSpec | None = None
+    metrics_server: MetricsServerSpec | None = None
     dry_run: bool = False
+
+    @property
+    def effective_sync_period(self) -> float:
+        """The set ``sync_period``, else the policy's upstream cadence (as in the simulator)."""
+        if self.sync_period is not None:
+            return self.sync_period
+        return effective_control(ControlSpec(), self.policy).sync
 
     @model_validator(mode="before")
     @classmethod
@@ -171,6 +212,10 @@ class ControllerConfig(_Spec):
         if isinstance(fb, int) and not self.replicas.min <= fb <= self.replicas.max:
             raise ValueError(f"fallback.replicas: {fb} is outside replicas.min..max "
                              f"({self.replicas.min}..{self.replicas.max})")
+        d, m = self.dashboard, self.metrics_server
+        if d is not None and m is not None and d.port == m.port != 0 and d.host == m.host:
+            raise ValueError(f"metrics_server.port: the dashboard already serves /metrics on port {d.port}; "
+                             "drop metrics_server or give it another port")
         return self
 
 
@@ -210,7 +255,7 @@ def load_controller_config(path: str | Path) -> ControllerConfig:
 
 def _resolve_inputs(config: ControllerConfig, base: Path) -> ControllerConfig:
     def resolve(p: Path | None) -> Path | None:
-        return None if p is None or p.is_absolute() else (base / p).absolute()
+        return p if p is None or p.is_absolute() else (base / p).absolute()
 
     metrics = config.metrics.model_copy(update={"token_file": resolve(config.metrics.token_file)})
     actuator = config.actuator

@@ -12,7 +12,10 @@ Robustness rules (DESIGN §4):
 * the actuator fails → retry with exponential backoff, a bounded number of times; the next
   step tries again since the count still differs;
 * every count the controller asks for is clamped to ``[min, max]``;
-* dry run decides and logs but never actuates.
+* dry run decides and logs but never actuates;
+* a configuration error is not an outage: a 401/403 from an API (:class:`AuthError`) or, at
+  start, bounds the local balancer would refuse raise :class:`TidalInputError` out of
+  :meth:`Controller.step` / :meth:`Controller.run` instead of holding forever.
 """
 
 from __future__ import annotations
@@ -131,11 +134,16 @@ class Controller:
 
         policy = build_policy(config.policy, config.replicas.min, config.replicas.max)
         source = source if source is not None else build_source(config.metrics)
-        actuator = actuator if actuator is not None else build_actuator(config.actuator, sleep=sleep)
+        if actuator is None:
+            # The usual local setup gives the actuator the source's token file (often implicitly):
+            # a refused token should then name the setting the user actually wrote.
+            shared = getattr(config.actuator, "token_file", None) == getattr(config.metrics, "token_file", None)
+            actuator = build_actuator(config.actuator, sleep=sleep,
+                                      token_field="metrics.token_file" if shared else "actuator.token_file")
         fb = config.fallback
         return cls(
             policy, source, actuator,
-            min_replicas=config.replicas.min, max_replicas=config.replicas.max, sync_period=config.sync_period,
+            min_replicas=config.replicas.min, max_replicas=config.replicas.max, sync_period=config.effective_sync_period,
             fallback=FallbackRule(fb.failure_threshold, None if fb.replicas == "hold" else fb.replicas, fb.behavior),
             retry_backoff=Backoff(config.retry.attempts, config.retry.backoff, 2.0, config.retry.max_backoff),
             state_store=None if config.state_file is None else StateStore(config.state_file),
@@ -170,6 +178,8 @@ class Controller:
         error: str | None = None
         try:
             scrape = await self.source.scrape(now)
+        except TidalInputError:
+            raise  # a refused token: holding would hide it forever
         except Exception as exc:  # noqa: BLE001 — the loop survives any source failure
             error = _one_line(exc)
             self.source_failures += 1
@@ -208,6 +218,8 @@ class Controller:
                             on_error=self._actuation_failed)
                 actuated = True
                 self.spec = desired
+            except TidalInputError:
+                raise  # a refused token: no later step can succeed either
             except Exception as exc:  # noqa: BLE001 — retried next step: the count still differs
                 act_error = _one_line(exc)
                 log.error("actuation to %d failed after %d attempts: %s", desired, self.retry_backoff.attempts,
@@ -241,6 +253,8 @@ class Controller:
             return scrape.replicas
         try:
             value = await self.actuator.current()
+        except TidalInputError:
+            raise
         except Exception as exc:  # noqa: BLE001
             log.debug("cannot read the current count: %s", _one_line(exc))
             value = None
@@ -278,8 +292,10 @@ class Controller:
         """Step every ``sync_period`` on ``clock`` until ``stop`` is set or ``steps`` are done.
 
         Steps start on a fixed grid; a step that overruns its period is followed at once by the
-        next, without a burst of catch-up steps. Returns the number of steps taken.
+        next, without a burst of catch-up steps. Returns the number of steps taken. First,
+        :meth:`check_bounds` (a configuration error raises before any step).
         """
+        await self.check_bounds()
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         next_at = loop.time()
@@ -299,6 +315,34 @@ class Controller:
             except asyncio.TimeoutError:
                 pass
         return done
+
+    async def check_bounds(self) -> None:
+        """Fail at start if the actuator's own bounds would refuse counts within ours.
+
+        The local balancer reports its ``[min, max]`` (``tidal serve --min/--max``) and answers 400
+        to any other count, so a controller allowed to ask for more (or fewer) would fail its
+        actuations for as long as the policy wants those counts. Raises :class:`TidalInputError`
+        naming ``replicas``. An actuator that reports no bounds, or cannot be reached yet, is not
+        checked (the loop copes with a balancer that comes up later); a refused token raises.
+        """
+        bounds = getattr(self.actuator, "bounds", None)
+        if bounds is None:
+            return
+        try:
+            got = await bounds()
+        except TidalInputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 — not up yet: the loop holds and retries as usual
+            log.warning("cannot check the replica bounds of %s now: %s", _describe(self.actuator), _one_line(exc))
+            return
+        if got is None:
+            return
+        lo, hi = got
+        if self.min_replicas < lo or self.max_replicas > hi:
+            raise TidalInputError(
+                "replicas", f"min..max = {self.min_replicas}..{self.max_replicas} is not within the bounds of "
+                f"{_describe(self.actuator)} ({lo}..{hi}), which refuses any other count; narrow replicas "
+                f"or start tidal serve with --min {self.min_replicas} --max {self.max_replicas}")
 
     async def aclose(self) -> None:
         """Close the source's and actuator's connections."""
@@ -358,13 +402,14 @@ def build_source(spec: Any) -> MetricsSource:
     return PrometheusSource(spec.url, spec.queries, token, spec.timeout)
 
 
-def build_actuator(spec: Any, sleep: Sleep = asyncio.sleep) -> Actuator:
-    """An actuator from its config block."""
+def build_actuator(spec: Any, sleep: Sleep = asyncio.sleep, token_field: str = "actuator.token_file") -> Actuator:
+    """An actuator from its config block (``token_field``: the setting a refused token is blamed on)."""
     from tidal.live.actuators import KubernetesActuator, LocalActuator
     from tidal.live.config import LocalActuatorSpec, read_token
 
     if isinstance(spec, LocalActuatorSpec):
-        return LocalActuator(spec.url, read_token(spec.token_file, "actuator.token_file"), spec.timeout)
+        return LocalActuator(spec.url, read_token(spec.token_file, "actuator.token_file"), spec.timeout,
+                             token_field=token_field)
     try:
         return KubernetesActuator.from_kubeconfig(
             spec.namespace, spec.deployment, None if spec.kubeconfig is None else str(spec.kubeconfig), spec.context,

@@ -5,6 +5,9 @@
 * ``GET /api/history?limit=N`` — the controller's facts and its last ``N`` step records (JSON);
 * ``GET /metrics`` — the controller's Prometheus metrics;
 * ``GET /healthz`` — ``ok`` while the process runs.
+
+With ``page=False`` only ``/metrics`` and ``/healthz`` are served: the controller's
+``metrics_server`` (Prometheus scraping without the dashboard).
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ CONTROLLER_KEY = web.AppKey("controller", object)
 DEFAULT_LIMIT = 600
 
 
-def make_app(controller: Controller) -> web.Application:
-    """The aiohttp application for one controller."""
+def make_app(controller: Controller, *, page: bool = True) -> web.Application:
+    """The aiohttp application for one controller (``page=False``: ``/metrics`` and ``/healthz`` only)."""
     app = web.Application()
     app[CONTROLLER_KEY] = controller
-    app.router.add_get("/", _page)
-    app.router.add_get("/api/history", _history)
+    if page:
+        app.router.add_get("/", _page)
+        app.router.add_get("/api/history", _history)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     return app
@@ -75,19 +79,20 @@ async def _healthz(request: web.Request) -> web.Response:
 class DashboardServer:
     """Runs :func:`make_app` on ``host:port`` (port 0 picks a free one; see :attr:`port`)."""
 
-    def __init__(self, controller: Controller, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, controller: Controller, host: str = "127.0.0.1", port: int = 0, *, page: bool = True) -> None:
         self.controller = controller
         self.host = host
         self._port = port
+        self.page = page
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(make_app(self.controller), access_log=None)
+        self._runner = web.AppRunner(make_app(self.controller, page=self.page), access_log=None)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self.host, self._port)
         await self._site.start()
-        log.info("dashboard on %s", self.url)
+        log.info("dashboard on %s" if self.page else "controller metrics on %smetrics", self.url)
 
     @property
     def port(self) -> int:

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
+from tidal.core.errors import TidalInputError
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -26,6 +28,15 @@ class SourceError(Exception):
 
 class ActuationError(Exception):
     """An actuator could not set the replica count."""
+
+
+class AuthError(TidalInputError):
+    """An API refused the controller's credentials (HTTP 401 or 403).
+
+    Not a transient fault: the same token will be refused on every poll, so holding would hide
+    a configuration mistake forever. It stops the controller instead; ``tidal run`` prints the
+    message (naming the token setting) and exits with status 2. Never retried.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +63,9 @@ async def retry(fn: Callable[[], Awaitable[T]], backoff: Backoff, sleep: Sleep,
     """Call ``fn`` until it succeeds or ``backoff.attempts`` are spent; re-raise the last error.
 
     ``on_error(attempt, exc)`` is told of every failed attempt (for counters and logs); errors
-    that are not ``retry_on`` are re-raised at once.
+    that are not ``retry_on`` are re-raised at once, and so are configuration errors
+    (:class:`~tidal.core.errors.TidalInputError`, such as :class:`AuthError`), which no
+    retry can fix.
     """
     delays = backoff.delays()
     for attempt in range(backoff.attempts):
@@ -61,7 +74,7 @@ async def retry(fn: Callable[[], Awaitable[T]], backoff: Backoff, sleep: Sleep,
         except Exception as exc:  # noqa: BLE001 — any failure of an external system may be retried
             if on_error is not None:
                 on_error(attempt + 1, exc)
-            if attempt >= len(delays) or not isinstance(exc, retry_on):
+            if attempt >= len(delays) or not isinstance(exc, retry_on) or isinstance(exc, TidalInputError):
                 raise
             await sleep(delays[attempt])
     raise AssertionError("unreachable")  # pragma: no cover

@@ -103,11 +103,21 @@ def parse_admin_state(state: Mapping[str, Any]) -> Scrape:
         raise SourceError(f"malformed /admin/state: {type(exc).__name__}: {exc}") from None
 
 
-class BalancerSource:
-    """Metrics and pods from the balancer's ``GET /admin/state`` (bearer token)."""
+#: What to do about a balancer that refuses the token (the message of an AuthError).
+ADMIN_TOKEN_HINT = ("point it at the admin token file of that tidal serve (its admin_token_file, "
+                    "default .tidal/admin-token in the folder it was started from)")
 
-    def __init__(self, url: str, token: str | None = None, timeout: float = 2.0) -> None:
-        self.client = JsonClient(url, token, timeout, error_type=SourceError)
+
+class BalancerSource:
+    """Metrics and pods from the balancer's ``GET /admin/state`` (bearer token).
+
+    A 401/403 raises :class:`~tidal.live.faults.AuthError` naming ``token_field`` (fatal, not held).
+    """
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 2.0,
+                 token_field: str = "metrics.token_file") -> None:
+        self.client = JsonClient(url, token, timeout, error_type=SourceError, auth_field=token_field,
+                                 auth_hint=ADMIN_TOKEN_HINT)
 
     async def scrape(self, now: float) -> Scrape:
         state = await self.client.request("GET", "/admin/state")
@@ -168,8 +178,10 @@ class PrometheusSource:
     empty result (no series yet) just leaves that metric out.
     """
 
-    def __init__(self, url: str, queries: Mapping[str, str], token: str | None = None, timeout: float = 5.0) -> None:
-        self.client = JsonClient(url, token, timeout, error_type=SourceError)
+    def __init__(self, url: str, queries: Mapping[str, str], token: str | None = None, timeout: float = 5.0,
+                 token_field: str = "metrics.token_file") -> None:
+        self.client = JsonClient(url, token, timeout, error_type=SourceError, auth_field=token_field,
+                                 auth_hint="point it at a file holding a bearer token that Prometheus accepts")
         self.queries = dict(queries)
 
     async def _query(self, name: str, promql: str) -> float | None:

@@ -77,11 +77,15 @@ class FakeBalancer:
 
     Set :attr:`stats` to what ``/admin/state`` should report, :attr:`down` to answer 503.
     Every admin request is appended to :attr:`requests` as ``(method, path, json body)``.
+    With ``bounds=(min, max)`` it reports them in ``/admin/state`` and, like ``tidal serve``,
+    answers 400 to a count outside them; without, it reports none and takes any count.
     """
 
-    def __init__(self, token: str = "secret-token", replicas: int = 1, host: str = "127.0.0.1") -> None:
+    def __init__(self, token: str = "secret-token", replicas: int = 1, host: str = "127.0.0.1",
+                 bounds: tuple[int, int] | None = None) -> None:
         self.token = token
         self.host = host
+        self.bounds = bounds
         self.desired = 0
         self.workers: list[dict[str, Any]] = []
         self.stats: dict[str, Any] = {"rps": 0.0, "concurrency": 0.0, "utilization": 0.0, "latency_p50": None,
@@ -111,8 +115,18 @@ class FakeBalancer:
             self.workers.remove(worker)
 
     def state(self) -> dict[str, Any]:
-        return {"time": time.time(), "desired": self.desired, "replicas": [dict(w) for w in self.workers],
-                "buffered": self.buffered, "window_s": 10.0, "stats": dict(self.stats)}
+        state = {"time": time.time(), "desired": self.desired, "replicas": [dict(w) for w in self.workers],
+                 "buffered": self.buffered, "window_s": 10.0, "stats": dict(self.stats)}
+        if self.bounds is not None:
+            state["min"], state["max"] = self.bounds
+        return state
+
+    def _refuse(self, count: int) -> web.Response | None:
+        """The balancer's 400 for a count outside its bounds (``None`` when the count is fine)."""
+        if self.bounds is not None and not self.bounds[0] <= count <= self.bounds[1]:
+            lo, hi = self.bounds
+            return web.json_response({"error": f"count must lie in [min, max] = [{lo}, {hi}], got {count}"}, status=400)
+        return None
 
     # ---------------------------------------------------------------- http
     def _authorized(self, request: web.Request) -> bool:
@@ -144,6 +158,8 @@ class FakeBalancer:
         count = body.get("count") if isinstance(body, dict) else None
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             return web.json_response({"error": "count must be an integer >= 0"}, status=400)
+        if (refused := self._refuse(count)) is not None:
+            return refused
         self._scale_to(count)
         return web.json_response(self.state())
 
@@ -152,6 +168,8 @@ class FakeBalancer:
         add = body.get("add") if isinstance(body, dict) else None
         if not isinstance(add, int) or isinstance(add, bool) or add < 0:
             return web.json_response({"error": "add must be an integer >= 0"}, status=400)
+        if (refused := self._refuse(self.desired + add)) is not None:
+            return refused
         self._scale_to(self.desired + add)
         return web.json_response(self.state())
 

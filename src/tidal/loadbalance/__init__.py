@@ -19,6 +19,7 @@ from tidal.loadbalance.algorithms import (
     smooth_wrr_schedule,
 )
 from tidal.loadbalance.hashing import key64, point_hash, splitmix64, vnode_hash
+from tidal.loadbalance.rng import XorShift64Star, seed_state
 
 __all__ = [
     "ALGORITHMS",
@@ -34,9 +35,11 @@ __all__ = [
     "RandomChoice",
     "RoundRobin",
     "WeightedRoundRobin",
+    "XorShift64Star",
     "key64",
     "make_balancer",
     "point_hash",
+    "seed_state",
     "smooth_wrr_schedule",
     "splitmix64",
     "vnode_hash",

@@ -13,18 +13,22 @@ name                        simulator counterpart (``tidal.sim.dataplane``)
 ``round_robin``             ``RR``: ``candidates[counter % m]``, counter += 1
 ``weighted_round_robin``    ``WRR``: ``_build_wrr`` (nginx smooth WRR schedule), indexed by
                             the same counter; rebuilt when the set or a weight changes
-``random``                  ``RANDOM``: uniform index (Python's ``random.Random`` here,
-                            xorshift64* there, so streams differ but not distributions)
+``random``                  ``RANDOM``: uniform index from the simulator's xorshift64*
+                            stream (:mod:`.rng`); the same seed draws the same indices
 ``least_connections``       ``LEAST``: fewest in flight, ties to the earliest candidate
-``power_of_two``            ``P2C``: two distinct uniform picks, fewer in flight wins, ties
-                            to the first
+``power_of_two``            ``P2C``: two distinct uniform picks from that stream, fewer in
+                            flight wins, ties to the first
 ``consistent_hash``         ``HASH``: ``_build_ring`` / ``_ring_lookup``; with integer ids
                             and keys the owners are identical (see :mod:`.hashing`)
 ==========================  =============================================================
 
 The simulator keeps its compiled versions because it routes millions of requests per second of
 wall time over preallocated arrays; these classes serve the live balancer, where a pick happens
-once per real HTTP request. ``tests/test_loadbalance.py`` checks that the two agree.
+once per real HTTP request. ``tests/test_loadbalance.py`` feeds both the same candidate sets,
+in-flight counts, weights, keys and seed, and checks that every pick agrees.
+
+As in the simulator, a lone candidate is taken without touching the state: the round-robin
+counter does not advance and no random number is drawn.
 
 No I/O, no clock: the only state is a counter, a seeded random stream, and caches of the hash
 ring or WRR schedule keyed by the candidate set.
@@ -33,13 +37,14 @@ ring or WRR schedule keyed by the candidate set.
 from __future__ import annotations
 
 import bisect
-import random
+import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, get_args
 
 from tidal.config.scenario import LoadBalancerSpec
 from tidal.loadbalance.hashing import point_hash, vnode_hash
+from tidal.loadbalance.rng import XorShift64Star
 
 #: Weight of a replica at full speed (the simulator's ``WRR_WEIGHT_SCALE``).
 DEFAULT_WEIGHT = 10
@@ -88,7 +93,8 @@ class Balancer:
 
 
 class RoundRobin(Balancer):
-    """Each candidate in turn; a change of the set just continues the counter (as in the simulator)."""
+    """Each candidate in turn; a change of the set just continues the counter (as in the simulator,
+    which also leaves the counter alone when there is only one candidate)."""
 
     name = "round_robin"
 
@@ -96,21 +102,24 @@ class RoundRobin(Balancer):
         self.counter = 0
 
     def _index(self, candidates, key):
+        if len(candidates) == 1:
+            return 0
         i = self.counter % len(candidates)
         self.counter += 1
         return i
 
 
 class RandomChoice(Balancer):
-    """A uniformly random candidate."""
+    """A uniformly random candidate, drawn from the simulator's routing stream."""
 
     name = "random"
 
     def __init__(self, seed: int | None = None) -> None:
-        self.rng = random.Random(seed)
+        self.rng = XorShift64Star(seed)
 
     def _index(self, candidates, key):
-        return self.rng.randrange(len(candidates))
+        m = len(candidates)
+        return 0 if m == 1 else self.rng.below(m)
 
 
 class LeastConnections(Balancer):
@@ -136,14 +145,14 @@ class PowerOfTwo(Balancer):
     name = "power_of_two"
 
     def __init__(self, seed: int | None = None) -> None:
-        self.rng = random.Random(seed)
+        self.rng = XorShift64Star(seed)
 
     def _index(self, candidates, key):
         m = len(candidates)
         if m == 1:
             return 0
-        i = self.rng.randrange(m)
-        j = self.rng.randrange(m - 1)
+        i = self.rng.below(m)
+        j = self.rng.below(m - 1)
         if j >= i:
             j += 1  # a second, distinct candidate without rejection sampling
         return j if candidates[j].in_flight < candidates[i].in_flight else i
@@ -177,7 +186,8 @@ class WeightedRoundRobin(Balancer):
     """Smooth weighted round robin over the candidates' ``weight``.
 
     The schedule is rebuilt when the set of ids or their weights change and indexed by a
-    counter that carries on across rebuilds, exactly like the simulator.
+    counter that carries on across rebuilds (and stays put for a lone candidate), exactly like
+    the simulator.
     """
 
     name = "weighted_round_robin"
@@ -188,9 +198,16 @@ class WeightedRoundRobin(Balancer):
         self._schedule: list[int] = []
 
     def _index(self, candidates, key):
+        if len(candidates) == 1:
+            return 0
         signature = tuple((c.id, int(c.weight)) for c in candidates)
         if signature != self._signature:
-            self._schedule = smooth_wrr_schedule([w for _, w in signature])
+            weights = [w for _, w in signature]
+            # Weights with a common factor k give the same order k times over (every score is k
+            # times larger, every comparison the same), so the reduced period indexed by the same
+            # counter picks exactly what the simulator's full one does, in 1/k of the memory.
+            k = math.gcd(*weights) if all(w >= 1 for w in weights) else 1
+            self._schedule = smooth_wrr_schedule([w // k for w in weights])
             self._signature = signature
         i = self._schedule[self.counter % len(self._schedule)]
         self.counter += 1

@@ -8,14 +8,17 @@ Per request (``POST /predict`` and any method under ``/v1/``):
    chosen for draining can never receive a request after that;
 3. while no worker is ready, wait in a bounded FIFO buffer (scale from zero); a full buffer or
    a wait longer than ``buffer_timeout`` answers 503 (a *drop*);
-4. forward; if the connection fails, eject the worker pending a probe and, for idempotent
-   requests (GET/HEAD/PUT/DELETE/OPTIONS and ``POST /predict``), try another worker — up to
-   ``retries`` more times, buffering again if none is left. A refused connection or a worker's
-   "not processed" 503 (``X-Tidal-Unavailable``) is retried for any method.
+4. forward; if the connection fails, stop routing to the worker pending a probe and, for
+   idempotent requests (GET/HEAD/PUT/DELETE/OPTIONS and ``POST /predict``), try another worker —
+   up to ``retries`` more times, buffering again if none is left. Only failures that prove the
+   request never reached the worker — a refused connection (aiohttp's ``ClientConnectorError``)
+   or the worker's "not processed" 503 (``X-Tidal-Unavailable``) — are retried for any method;
+   any other connection error (a dropped or reset connection, a failed send) may come after the
+   worker processed it, so a non-idempotent request then gets 502.
 
 Admin API (``Authorization: Bearer <token>``, compared in constant time): ``GET /admin/state``,
-``PUT /admin/replicas {"count": N}``, ``POST /admin/replicas {"add": k}``,
-``DELETE /admin/replicas/<id>``. ``GET /metrics`` is Prometheus text, without a token.
+``PUT /admin/replicas {"count": N}``, ``POST /admin/replicas {"add": k}`` (``"weight": w`` gives
+the new workers that weighted-round-robin weight), ``DELETE /admin/replicas/<id>``. ``GET /metrics`` is Prometheus text, without a token.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from tidal.loadbalance import make_balancer
-from tidal.serve.config import ServeConfig
+from tidal.serve.config import WEIGHT_MAX, ServeConfig
 from tidal.serve.pool import DRAINING, READY, STATES, WorkerPool, WorkerProcess
 from tidal.serve.stats import TrafficStats
 from tidal.serve.worker import LATENCY_BUCKETS, UNAVAILABLE_HEADER
@@ -273,18 +276,23 @@ class Balancer:
                 if attempt < self.config.retries:
                     self.m_retries.labels("connect").inc()
                 continue
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as exc:
+            except TimeoutError:
+                # Before the connection errors below: aiohttp's ServerTimeoutError is both.
+                now = time.monotonic()
+                self.stats.error(now)
+                return web.json_response({"error": f"worker {worker.id} timed out"}, status=504)
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
+                # Connected, then lost or garbled: the worker closed or reset the connection, aiohttp
+                # "Failed to send bytes" mid-request, or an unparsable answer. Part of the request may
+                # have reached the worker, so it may have been processed: only an idempotent request
+                # is sent again. The worker is suspect until a probe clears or ejects it.
                 self.pool.connection_failed(worker)
-                failure = f"worker {worker.id} closed the connection: {type(exc).__name__}"
+                failure = f"lost the connection to worker {worker.id}: {type(exc).__name__}"
                 if not idempotent:
                     break  # it may have been processed: sending it again is not safe
                 if attempt < self.config.retries:
                     self.m_retries.labels("disconnect").inc()
                 continue
-            except TimeoutError:
-                now = time.monotonic()
-                self.stats.error(now)
-                return web.json_response({"error": f"worker {worker.id} timed out"}, status=504)
             finally:
                 self.pool.release(worker)
             if status == 503 and UNAVAILABLE_HEADER in headers and attempt < self.config.retries:
@@ -356,9 +364,9 @@ class Balancer:
                                      content_type="application/json")
         return value
 
-    def _set_desired(self, n: int) -> web.Response:
+    def _set_desired(self, n: int, weight: int | None = None) -> web.Response:
         try:
-            self.pool.set_desired(n)
+            self.pool.set_desired(n, weight)
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response(self.state())
@@ -367,7 +375,17 @@ class Balancer:
         return self._set_desired(await self._json_int(request, "count"))
 
     async def admin_add(self, request: web.Request) -> web.Response:
-        return self._set_desired(self.pool.desired + await self._json_int(request, "add"))
+        """``{"add": k}`` changes the desired count by ``k``; ``"weight": w`` gives the ``k`` new workers
+        that weighted-round-robin weight (a bigger or smaller replica than the config's ``weight``)."""
+        add = await self._json_int(request, "add")
+        body = await request.json()  # already parsed and checked by _json_int (aiohttp caches the body)
+        weight = body.get("weight")
+        if weight is not None:
+            if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= WEIGHT_MAX:
+                return web.json_response({"error": f"weight: expected an integer in [1, {WEIGHT_MAX}]"}, status=400)
+            if add <= 0:
+                return web.json_response({"error": "weight: only for added workers (add > 0)"}, status=400)
+        return self._set_desired(self.pool.desired + add, weight)
 
     async def admin_drain(self, request: web.Request) -> web.Response:
         worker_id = request.match_info["id"]

@@ -16,10 +16,14 @@ from tidal.config.fields import Duration
 from tidal.config.errors import describe_validation_error
 from tidal.config.loader import load_yaml
 from tidal.core.errors import TidalInputError
+from tidal.loadbalance import DEFAULT_WEIGHT
 
 Algorithm = Literal[
     "round_robin", "weighted_round_robin", "random", "least_connections", "power_of_two", "consistent_hash",
 ]
+
+#: Largest weighted-round-robin weight of one worker (the smallest is 1).
+WEIGHT_MAX = 100
 
 #: Where the CLI keeps the admin token and the trained model unless told otherwise.
 DEFAULT_STATE_DIR = Path(".tidal")
@@ -43,6 +47,11 @@ class ServeConfig(BaseModel):
     algorithm: Algorithm = Field("power_of_two", description="load-balancing algorithm")
     hash_replicas: int = Field(100, ge=1, le=10_000, description="virtual nodes per worker (consistent_hash)")
     seed: int | None = Field(None, description="seed of the random and power_of_two balancers")
+    weight: int = Field(
+        DEFAULT_WEIGHT, ge=1, le=WEIGHT_MAX,
+        description="weighted_round_robin weight of each new worker (10 = the simulator's full-speed weight); "
+        "POST /admin/replicas {add, weight} starts workers with another",
+    )
     retries: int = Field(2, ge=0, le=10,
                          description="extra attempts of an idempotent request after a connection failure")
     request_timeout: Duration = Field(60.0, gt=0, description="limit on one proxied request to a worker")

@@ -58,7 +58,7 @@ class WorkerProcess:
     started_at: float = field(default_factory=time.time)  # unix seconds, for the admin API
     ready_at: float | None = None
     in_flight: int = 0  # requests the balancer sent it and has not had answered
-    weight: int = DEFAULT_WEIGHT
+    weight: int = DEFAULT_WEIGHT  # relative capacity, for weighted_round_robin
     started_mono: float = field(default_factory=time.monotonic)
     drain_mono: float | None = None
     failed_mono: float | None = None
@@ -91,7 +91,7 @@ class WorkerProcess:
     def as_dict(self, usage_window_s: float = 10.0) -> dict:
         out = {"id": self.id, "port": self.port, "pid": self.pid, "state": self.state,
                "started_at": self.started_at, "ready_at": self.ready_at, "in_flight": self.in_flight,
-               "requests": {"cpu": CPU_REQUEST_CORES}, "usage": {}}
+               "weight": self.weight, "requests": {"cpu": CPU_REQUEST_CORES}, "usage": {}}
         cpu = self.cpu_usage(usage_window_s)
         if cpu is not None:
             out["usage"]["cpu"] = round(cpu, 6)
@@ -179,13 +179,18 @@ class WorkerPool:
         return [w for w in self.workers.values() if w.state in (STARTING, READY)]
 
     # ------------------------------------------------------------------ scaling
-    def set_desired(self, n: int) -> None:
+    def set_desired(self, n: int, weight: int | None = None) -> None:
+        """Start or drain workers until ``n`` are starting or ready.
+
+        Workers started by this call get ``weight`` (default: the config's ``weight``); any
+        later start, including the replacement of a worker that died, gets the config's.
+        """
         if not self.config.min <= n <= self.config.max:
             raise ValueError(f"count must lie in [min, max] = [{self.config.min}, {self.config.max}], got {n}")
         if n != self.desired:
             log.info("desired replicas", extra={"event": "pool_desired", "from": self.desired, "to": n})
         self.desired = n
-        self.reconcile()
+        self.reconcile(weight)
 
     def drain_worker(self, worker_id: str) -> None:
         """Drain one named worker; ``desired`` drops by one unless already at ``min`` (then it is replaced)."""
@@ -198,13 +203,13 @@ class WorkerPool:
         self._begin_drain(w)
         self.reconcile()
 
-    def reconcile(self) -> None:
-        """Start or drain workers until ``desired`` are starting or ready."""
+    def reconcile(self, weight: int | None = None) -> None:
+        """Start or drain workers until ``desired`` are starting or ready (new ones get ``weight``)."""
         if self.stopping:
             return
         active = self.active()
         for _ in range(self.desired - len(active)):
-            self._spawn()
+            self._spawn(weight)
         excess = len(active) - self.desired
         if excess > 0:
             # Starting workers first (they hold no requests), newest first; then the ready
@@ -238,11 +243,11 @@ class WorkerPool:
         self.on_change()
 
     # ------------------------------------------------------------------ internals
-    def _spawn(self) -> WorkerProcess:
-        w = WorkerProcess(id=f"w{next(self._ids)}")
+    def _spawn(self, weight: int | None = None) -> WorkerProcess:
+        w = WorkerProcess(id=f"w{next(self._ids)}", weight=self.config.weight if weight is None else weight)
         self.workers[w.id] = w
         w.task = asyncio.get_running_loop().create_task(self._run(w))
-        log.info("starting worker", extra={"event": "worker_starting", "worker": w.id})
+        log.info("starting worker", extra={"event": "worker_starting", "worker": w.id, "weight": w.weight})
         return w
 
     def _command(self) -> list[str]:

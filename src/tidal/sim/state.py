@@ -169,6 +169,11 @@ class DataPlaneState:
                 self.slo_latency,
             )
         else:
+            if self.algo == dp.WRR and len(cand):
+                # A replica gets its full weight back once its warm-up has ended (from the tick
+                # after, like every change of the routable set); the WRR order is rebuilt then.
+                warmed = cand[(self.weight[cand] != WRR_WEIGHT_SCALE) & (self.rep[cand, dp.F_WARM] <= t0)]
+                self.weight[warmed] = WRR_WEIGHT_SCALE
             dp.run_tick(
                 t0, t1, times, service, keys, self.algo, cand, self.uid, self.weight, self.rep, self.slot_free,
                 self.heap, self.h_n, self.slots, self.queue_cap, self.timeout, self.slowdown, self.sched,
