@@ -8,7 +8,7 @@ import pytest
 
 from conftest import REPO
 from tidal.config import load_scenario, scenario_from_dict
-from tidal.policy import effective_control
+from tidal.policy import build_policy, effective_control
 from tidal.sim import Simulation, simulate
 
 BASE = {"workload": {"kind": "constant", "rate": 10}, "service": {"service_time": "50ms"}, "duration": "1h"}
@@ -75,3 +75,11 @@ def test_upstream_policies_run_on_a_shipped_trace_at_their_cadence(name):
     # One decision per sync period, and the starting 4 replicas cannot carry ~55 req/s: it scaled out.
     assert result.summary.decisions == int(1200 / sync)
     assert desired.max() > 4, name
+
+
+def test_a_policy_object_runs_at_its_own_cadence_not_the_scenario_blocks():
+    scenario = scenario_from_dict({**BASE, "policy": {"name": "hpa"}})
+    kpa = build_policy({"name": "kpa"}, 0, 10)
+    sim = Simulation(scenario, kpa)
+    assert (sim.tick, sim.per_sync) == (1.0, 2)
+    assert (Simulation(scenario).tick, Simulation(scenario).per_sync) == (15.0, 1)

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from tidal.core.errors import TidalInputError
 from tidal.experiment import resolve_arms, run_comparison, summary_rows
 from tidal.experiment.arms import make_arm
 from tidal.report import write_comparison
-from tidal.report.html import describe_model, render_report
+from tidal.report.html import describe_model, key_settings, render_report
 from tidal.report.output import MARKER, atomic_folder
 from tidal.report.plots import MAX_POINTS, _binned
 
@@ -345,3 +346,15 @@ def test_refuses_foreign_folder_and_files(tmp_path):
     with pytest.raises(TidalInputError, match="not a folder"), atomic_folder(tmp_path / "file"):
         pass
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "keep"
+
+
+def test_key_settings_give_each_policys_cadence(comparison):
+    settings = dict(key_settings(comparison))
+    control = next(text for name, text in settings.items() if "sync every" in text)
+    assert control == "sync every 15s, scrape every 15s"  # all three arms share the default cadence
+    kpa = make_arm("kpa", {"name": "kpa"}, "test")
+    mixed = replace(comparison, arms=(*comparison.arms, kpa),
+                    runs={**comparison.runs, "kpa": comparison.runs[comparison.arms[0].label]})
+    control = next(text for text in dict(key_settings(mixed)).values() if "sync every" in text)
+    assert control == ("target_utilization, static-4, tu-0.8: sync every 15s, scrape every 15s; "
+                       "kpa: sync every 2s, scrape every 1s")

@@ -78,12 +78,14 @@ class Simulation:
 
     def __init__(self, scenario: Scenario, policy: Policy | None = None, *, seed: int | None = None,
                  workload: Workload | None = None) -> None:
-        # The policy's upstream cadence fills an unset sync period / scrape interval.
-        scenario = scenario.model_copy(update={"control": effective_control(scenario.control, scenario.policy)})
+        self.policy = policy or build_policy(scenario.policy, scenario.replicas.min, scenario.replicas.max)
+        # The upstream cadence of the policy that runs (its registry name; the scenario's block
+        # when none is given) fills an unset sync period / scrape interval.
+        running = self.policy.name or scenario.policy
+        scenario = scenario.model_copy(update={"control": effective_control(scenario.control, running)})
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
         svc = scenario.service
-        self.policy = policy or build_policy(scenario.policy, scenario.replicas.min, scenario.replicas.max)
         streams = np.random.SeedSequence(self.seed).spawn(4)
         self.workload = workload or build_workload(scenario.workload, int(streams[0].generate_state(1)[0]))
         self.service_rng = np.random.default_rng(streams[1])

@@ -61,7 +61,8 @@ class TickSummary:
 class _External(Policy):
     """Placeholder policy of a stepped simulation: the stepper's caller decides."""
 
-    name = "external"
+    # No registry name: the stepped run takes the cadence of the scenario's policy block.
+    name = ""
 
     def __init__(self, label: str) -> None:
         self.label = label
