@@ -6,6 +6,9 @@ in the simulator, the wall clock in the live controller.
 
 from __future__ import annotations
 
+import bisect
+import math
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -73,7 +76,7 @@ class MetricsHistory:
             vals.append(float(value))
             # Trim in batches so appends stay amortised O(1).
             if len(times) > 64 and times[len(times) // 2] < horizon:
-                cut = int(np.searchsorted(np.asarray(times), horizon))
+                cut = bisect.bisect_left(times, horizon)
                 del times[:cut]
                 del vals[:cut]
 
@@ -88,10 +91,21 @@ class MetricsHistory:
         times = self._times.get(name)
         if not times:
             return np.empty(0), np.empty(0)
-        t = np.asarray(times)
-        hi = int(np.searchsorted(t, visible_until, side="right"))
-        lo = 0 if window_s is None else int(np.searchsorted(t, visible_until - window_s, side="right"))
-        return t[lo:hi], np.asarray(self._values[name][lo:hi])
+        # Bisect the (sorted) lists and convert only the window: converting a whole hour of
+        # 1 s samples on every call made a KPA run spend most of its time here.
+        hi = bisect.bisect_right(times, visible_until)
+        lo = 0 if window_s is None else bisect.bisect_right(times, visible_until - window_s, 0, hi)
+        return np.asarray(times[lo:hi]), np.asarray(self._values[name][lo:hi])
+
+    def _time_before(self, name: str, t: float) -> float | None:
+        times = self._times.get(name)
+        lo = bisect.bisect_left(times, t) if times else 0
+        return times[lo - 1] if lo else None
+
+    def _last(self, name: str, visible_until: float) -> float | None:
+        times = self._times.get(name)
+        hi = bisect.bisect_right(times, visible_until) if times else 0
+        return self._values[name][hi - 1] if hi else None
 
 
 @dataclass(frozen=True)
@@ -112,8 +126,11 @@ class MetricsWindow:
 
     def last(self, name: str) -> float | None:
         """Most recent visible value of ``name``, or ``None``."""
-        _, values = self.series(name, None)
-        return float(values[-1]) if len(values) else None
+        return self.history._last(name, self.visible_until)
+
+    def time_before(self, name: str, t: float) -> float | None:
+        """Time of the latest visible sample of ``name`` taken before ``t``, or ``None``."""
+        return self.history._time_before(name, min(t, math.nextafter(self.visible_until, math.inf)))
 
 
 @dataclass(frozen=True)

@@ -118,9 +118,8 @@ class KPAPolicy(Policy):
         """Seconds one scraped sample covers: the spacing of the metric series around ``t``."""
         if previous is not None:
             return t - previous
-        times, _ = obs.metrics.series("concurrency", None)
-        earlier = times[times < t]
-        return float(t - earlier[-1]) if len(earlier) else BUCKET_SIZE
+        earlier = obs.metrics.time_before("concurrency", t)
+        return float(t - earlier) if earlier is not None else BUCKET_SIZE
 
     def _tick(self, now: float, ready: int) -> ScaleResult:
         assert self.decider is not None
