@@ -48,6 +48,10 @@ def test_policy_and_seed_options(tmp_path, capsys):
                  "--seed", "9"]) == 0
     assert "static(3)" in capsys.readouterr().out
     assert main(["simulate", str(path), "--no-save", "--quiet", "--set", "service.concurrency=4"]) == 0
+    # The summary says how often the policy decided: kpa at its upstream 2 s on 1 s metrics.
+    capsys.readouterr()
+    assert main(["simulate", str(path), "--no-save", "--quiet", "--policy", "kpa"]) == 0
+    assert "every 2s, metrics every 1s" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("text, message", [

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from tidal.config import load_scenario
+from tidal.config.scenario import ControlSpec
 from tidal.core.errors import TidalInputError
 from tidal.core.units import format_duration
 
@@ -113,7 +114,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     started = time.monotonic()
     result = _run_with_progress(sim, quiet=args.quiet)
     wall = time.monotonic() - started
-    console.print(summary_table(result.summary, scenario.name, wall))
+    console.print(summary_table(result.summary, scenario.name, wall, sim.scenario.control))
     if not args.no_save:
         paths = result.save(out_dir)
         console.print(f"results: {paths['summary'].parent}/ (ticks.parquet, summary.json, latency_histogram.json)")
@@ -154,7 +155,8 @@ def _fmt_latency(value: float) -> str:
     return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.3f} s"
 
 
-def summary_table(s, name: str, wall_s: float) -> Table:
+def summary_table(s, name: str, wall_s: float, control: ControlSpec | None = None) -> Table:
+    """The run's summary; ``control`` (resolved: the cadence the run used) adds the decisions row."""
     table = Table(title=f"{name} — {s.policy}", show_header=True, header_style="bold")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -171,6 +173,8 @@ def summary_table(s, name: str, wall_s: float) -> Table:
         ("replica-hours", f"{s.replica_hours:,.2f}  (mean {s.mean_replicas:.1f}, max {s.max_replicas})"),
         ("cost", f"{s.cost:,.2f}"),
         ("scale events", f"{s.scale_events} ({s.scale_ups} up, {s.scale_downs} down)"),
+        *([("decisions", f"{s.decisions:,} (every {format_duration(control.sync)}, "
+                         f"metrics every {format_duration(control.scrape)})")] if control is not None else []),
         ("mean utilization", "-" if math.isnan(s.mean_utilization) else f"{s.mean_utilization:.1%}"),
     ]
     if s.crashes:
