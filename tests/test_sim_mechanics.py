@@ -206,3 +206,17 @@ def test_weighted_round_robin_restores_full_weight_after_warm_up():
         shares.append(st.busy[1] / warm_factor / (st.busy[0] + st.busy[1] / warm_factor))
     assert shares[0] == pytest.approx(1 / 3, abs=0.01)
     assert shares[1] == pytest.approx(1 / 2, abs=0.01)
+
+
+def test_weighted_round_robin_notices_many_weights_restored_at_once():
+    """14 replicas leave warm-up together: the order is rebuilt for all 15 at full weight."""
+    st = DataPlaneState(balancer="weighted_round_robin", slots=4, queue_limit=10_000, timeout=None, buffer_limit=10,
+                        buffer_timeout=None, hash_vnodes=10, slowdown=2.0, slo_latency=1.0, capacity=16)
+    for r in range(14):
+        st.reset_slot(r, uid=r, ready_at=0.0, warm_until=5.0, crash_at=math.inf)
+    st.reset_slot(14, uid=14, ready_at=0.0, warm_until=0.0, crash_at=math.inf)
+    cand = np.arange(15, dtype=np.int64)
+    for t0 in (0.0, 5.0):
+        times = np.arange(t0, t0 + 5.0, 0.001)
+        st.serve(t0, t0 + 5.0, cand, times, np.full(len(times), 0.0001), np.zeros(len(times), dtype=np.int64))
+    assert st.busy[14] / st.busy[cand].sum() == pytest.approx(1 / 15, abs=0.005)

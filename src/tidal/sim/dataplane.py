@@ -380,6 +380,20 @@ def _signature(elig, uid, extra):
 
 
 @njit(cache=True)
+def _weighted_signature(elig, uid, weight):
+    """Like :func:`_signature`, with each replica's weight mixed in after its uid.
+
+    Each weight goes through the mixer in turn (an XOR of shifted weights let two replicas'
+    equal changes cancel, so restored weights went unnoticed and the old order stayed).
+    """
+    sig = np.uint64(1469598103934665603)
+    for i in range(len(elig)):
+        sig = _splitmix64(sig ^ np.uint64(uid[elig[i]]))
+        sig = _splitmix64(sig ^ np.uint64(weight[elig[i]]))
+    return np.int64(sig >> np.uint64(1))
+
+
+@njit(cache=True)
 def _build_ring(elig, uid, vnodes, ring_pts, ring_owner):
     n = len(elig) * vnodes
     pts = np.empty(n, dtype=np.uint64)
@@ -443,9 +457,7 @@ def _prepare_routing(algo, elig, uid, weight, vnodes, sched_state, ring_pts, rin
             sched_state[S_RING_LEN] = _build_ring(elig, uid, vnodes, ring_pts, ring_owner)
             sched_state[S_RING_SIG] = sig
     elif algo == WRR:
-        sig = _signature(elig, uid, 0)
-        for k in range(len(elig)):
-            sig = sig ^ (weight[elig[k]] << (k % 7))
+        sig = _weighted_signature(elig, uid, weight)
         if sig != sched_state[S_WRR_SIG]:
             sched_state[S_WRR_LEN] = _build_wrr(elig, weight, wrr_sched)
             sched_state[S_WRR_SIG] = sig
