@@ -399,14 +399,16 @@ def run_trial(scenario_json: str, block: dict[str, Any], warmup: float,
 
         Path(ticks_path).parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(result.ticks, ticks_path)
-    scored = window_summary(result.ticks, warmup, scenario.slo.target, scenario.cost.replica_hour)
+    scored = window_summary(result.ticks, warmup, scenario.slo.target, scenario.cost.replica_hour,
+                            result.summary.duration_s)
     return scored, result.summary.to_dict(), time.process_time() - start
 
 
-def window_summary(ticks: Any, warmup: float, slo_target: float, price: float) -> dict[str, Any]:
+def window_summary(ticks: Any, warmup: float, slo_target: float, price: float, end: float) -> dict[str, Any]:
     """Figures over the ticks that start at or after ``warmup``, defined as the simulator's summary
     defines them: attainment is requests finished within the SLO over requests finished (drops
-    count as misses); replica-hours are billed from a replica's creation (cold start included)."""
+    count as misses); replica-hours are billed from a replica's creation (cold start included).
+    ``end`` is the run's end (its last tick may be shorter than the others)."""
     import numpy as np
 
     def col(name: str) -> Any:
@@ -414,10 +416,9 @@ def window_summary(ticks: Any, warmup: float, slo_target: float, price: float) -
 
     times = col("time")
     keep = times >= warmup - 1e-9
-    tick_s = float(times[1] - times[0]) if len(times) > 1 else 0.0
     finished = float(col("completions")[keep].sum() + col("drops")[keep].sum())
     replica_hours = float(col("replica_seconds")[keep].sum()) / 3600.0
-    hours = float(keep.sum()) * tick_s / 3600.0
+    hours = (end - float(times[keep][0])) / 3600.0 if keep.any() else 0.0
     spec = col("spec")[keep]
     return {
         "hours": hours,

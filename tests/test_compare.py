@@ -396,3 +396,17 @@ def test_relative_trace_path_reaches_workers_absolute(tmp_path, monkeypatch):
     assert Path(portable_scenario(scenario)["workload"]["path"]) == (tmp_path / "t.csv").resolve()
     comparison = run_comparison(scenario, resolve_arms(scenario, ["static"]), (0,), jobs=1)
     assert comparison.runs["static"][0].summary.arrivals == 600
+
+
+def test_each_policy_at_its_cadence_with_a_short_last_tick():
+    """hpa at 15 s and kpa at 1 s ticks over 100 s: same requests, and rates per second are
+    per second even though the hpa run's last tick covers only 10 s."""
+    scenario = scenario_from_dict({**SMALL, "duration": "100s", "workload": {"kind": "constant", "rate": "40/s"}})
+    arms = (make_arm("hpa", {"name": "hpa"}, "test"), make_arm("kpa", {"name": "kpa"}, "test"))
+    comparison = run_comparison(scenario, arms, (3,), jobs=1)
+    hpa, kpa = comparison.first("hpa"), comparison.first("kpa")
+    assert (hpa.tick_s, kpa.tick_s) == (15.0, 1.0)
+    assert hpa.summary.arrivals == kpa.summary.arrivals
+    assert hpa.tick_lengths()[-1] == 10.0 and hpa.tick_lengths().sum() == kpa.tick_lengths().sum() == 100.0
+    rate = hpa.ticks["arrivals"] / hpa.tick_lengths()
+    assert rate[-1] == pytest.approx(40, rel=0.25) and rate.mean() == pytest.approx(40, rel=0.1)

@@ -53,9 +53,13 @@ class RunRecord:
     label: str
     seed: int
     summary: Summary
-    tick_s: float
+    tick_s: float  # the run's tick (its last one may be shorter: see ``tick_lengths``)
     ticks: Mapping[str, np.ndarray] = field(repr=False)
     latency_histogram: np.ndarray = field(repr=False)
+
+    def tick_lengths(self) -> np.ndarray:
+        """Seconds each kept tick covers: ``tick_s``, except a last tick cut short by the duration."""
+        return np.diff(np.append(self.ticks["time"], self.summary.duration_s))
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,7 +168,8 @@ def run_task(task: _Task) -> RunRecord | _Failure:
     try:
         scenario = scenario_from_dict({**task.scenario, "policy": task.block})
         policy = build_policy(task.block, scenario.replicas.min, scenario.replicas.max)
-        result = Simulation(scenario, policy, seed=task.seed).run()
+        sim = Simulation(scenario, policy, seed=task.seed)
+        result = sim.run()
     except TidalInputError as exc:
         return _Failure(exc.where, exc.problem)
     ticks = {name: result.ticks.column(name).to_numpy() for name in TICK_COLUMNS} if task.keep_ticks else {}
@@ -172,7 +177,7 @@ def run_task(task: _Task) -> RunRecord | _Failure:
         label=task.label,
         seed=task.seed,
         summary=result.summary,
-        tick_s=result.summary.duration_s / max(1, result.ticks.num_rows),
+        tick_s=sim.tick,
         ticks=ticks,
         latency_histogram=result.latency_histogram,
     )

@@ -65,7 +65,7 @@ def load_and_replicas(comparison: Comparison) -> Plot:
     """Arrivals per second (identical for every policy) above each policy's ready replicas."""
     fig, (top, bottom) = _figure(2, height=6.0, height_ratios=(1, 1.5))
     first = comparison.first(comparison.arms[0].label)
-    minutes, rate = _binned(first, first.ticks["arrivals"] / first.tick_s)
+    minutes, rate = _binned(first, first.ticks["arrivals"] / first.tick_lengths())
     top.plot(minutes, rate, color="#555555", linewidth=1.0)
     top.set_ylabel("arrivals / s")
     top.set_title("load (identical for every policy)", loc="left", fontsize=10)
