@@ -10,7 +10,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from tidal.config import scenario_from_dict
-from tidal.policy import build_policy
+from tidal.policy import build_policy, effective_control
 from tidal.rl.env import ScalingEnv, StepReward, scenario_features, step_reward
 from tidal.rl.features import FEATURE_HIGH, FEATURE_NAMES
 from tidal.sim import Simulation
@@ -172,7 +172,10 @@ def test_env_accepts_a_mapping_or_a_yaml_file(tmp_path):
 
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(STEP_LOAD))
-    assert ScalingEnv(path).scenario == ScalingEnv(STEP_LOAD).scenario == step_load()
+    expected = step_load()
+    # The env runs the scenario at rl's cadence, so its control periods are filled in.
+    expected = expected.model_copy(update={"control": effective_control(expected.control, "rl")})
+    assert ScalingEnv(path).scenario == ScalingEnv(STEP_LOAD).scenario == expected
 
 
 def test_scenario_features_come_from_the_scenario():
@@ -234,3 +237,15 @@ def test_reward_sign_and_scale_in_simulation():
     assert np.mean(overloaded) < -8.0  # nearly every request misses or is dropped
     assert sum(r for r, _ in hold_max) > sum(r for r, _ in hold_one)
     assert math.isclose(sum(info["cost"] for _, info in hold_max), 10 * 480 / 3600)
+
+
+def test_trains_at_the_cadence_the_rl_policy_runs_at():
+    """A scenario whose own block is kpa (2 s cadence) trains the table at rl's cadence (15 s)."""
+    from conftest import REPO
+    from tidal.config import load_scenario
+
+    scenario = load_scenario(REPO / "examples" / "kpa_panic_spike.yaml")
+    assert effective_control(scenario.control, scenario.policy).sync == 2.0
+    env = ScalingEnv(scenario)
+    env.reset(seed=0)
+    assert env.features.window == env.stepper.sync_period == effective_control(scenario.control, "rl").sync == 15.0

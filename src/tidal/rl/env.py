@@ -57,6 +57,10 @@ def as_scenario(scenario: ScenarioLike) -> Scenario:
     return load_scenario(scenario)
 
 
+#: The registry name the learnt table runs under (:mod:`tidal.policy.rl_policy`).
+RL_POLICY = "rl"
+
+
 def scenario_features(scenario: Scenario) -> FeatureSpec:
     """Feature normalisation for ``scenario``: its max replicas, replica capacity, SLO and sync period.
 
@@ -69,7 +73,7 @@ def scenario_features(scenario: Scenario) -> FeatureSpec:
         replica_capacity=svc.concurrency / max(svc.service_time.expected, 1e-9),
         slo_latency=scenario.slo.latency,
         concurrency=svc.concurrency,
-        window=effective_control(scenario.control, scenario.policy).sync,
+        window=effective_control(scenario.control, RL_POLICY).sync,
     )
 
 
@@ -117,7 +121,10 @@ class ScalingEnv(gym.Env):
             raise ValueError(f"max_step must be >= 1, got {max_step}")
         if cost_weight < 0 or slo_weight < 0:
             raise ValueError(f"cost_weight and slo_weight must be >= 0, got {cost_weight}, {slo_weight}")
-        self.scenario = as_scenario(scenario)
+        scenario = as_scenario(scenario)
+        # Train at the cadence the learnt policy will run at in this scenario (``rl`` has no
+        # upstream cadence: the scenario's sync period, else 15 s), not the scenario block's.
+        self.scenario = scenario.model_copy(update={"control": effective_control(scenario.control, RL_POLICY)})
         self.max_step = int(max_step)
         self.actions = tuple(range(-self.max_step, self.max_step + 1))
         self.cost_weight = float(cost_weight)
