@@ -83,3 +83,13 @@ def test_a_policy_object_runs_at_its_own_cadence_not_the_scenario_blocks():
     sim = Simulation(scenario, kpa)
     assert (sim.tick, sim.per_sync) == (1.0, 2)
     assert (Simulation(scenario).tick, Simulation(scenario).per_sync) == (15.0, 1)
+
+
+def test_a_policy_class_built_directly_knows_its_registry_name():
+    from tidal.policy.hpa import HPAConfig, HPAPolicy
+    from tidal.policy.kpa import KPAConfig, KPAPolicy
+
+    assert (KPAPolicy.name, HPAPolicy.name) == ("kpa", "hpa")
+    scenario = scenario_from_dict({**BASE, "policy": {"name": "hpa"}})
+    assert Simulation(scenario, KPAPolicy(KPAConfig())).tick == 1.0
+    assert Simulation(scenario, HPAPolicy(HPAConfig())).tick == 15.0

@@ -90,6 +90,10 @@ def register(name: str, config_model: type[ConfigT], summary: str = "", cadence:
             raise ValueError(f"policy {name!r} registered twice")
         summary_line = summary or (factory.__doc__ or "").strip().split("\n")[0]
         _REGISTRY[name] = PolicyEntry(name, config_model, factory, summary_line, cadence)
+        if isinstance(factory, type) and issubclass(factory, Policy) and not factory.__dict__.get("name"):
+            # A policy class built directly (not through build_policy) still knows its registry
+            # name, which the simulator and the controller use to find its cadence.
+            factory.name = name
         return factory
 
     return decorate
