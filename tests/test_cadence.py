@@ -33,6 +33,12 @@ def test_set_control_periods_win_over_the_policys_cadence():
     assert (control.sync, control.scrape) == (15, 15)  # the cadence's 1 s scrape goes with its 2 s sync only
     s = scenario_from_dict({**BASE, "policy": {"name": "kpa"}, "control": {"scrape_interval": "2s"}})
     assert (effective_control(s.control, s.policy).sync, effective_control(s.control, s.policy).scrape) == (2, 2)
+    # A scrape interval alone that does not fit the policy's sync period: decide at each scrape.
+    for policy, sync, tick in (("kpa", 5, 5), ("hpa", 15, 5), ("ray_serve", 1, 1)):
+        s = scenario_from_dict({**BASE, "policy": {"name": policy}, "control": {"scrape_interval": "5s"}})
+        control = effective_control(s.control, s.policy)
+        assert (control.sync, control.scrape) == (sync, 5), policy
+        assert Simulation(s).tick == tick
 
 
 def test_policies_at_different_cadences_see_the_same_requests():

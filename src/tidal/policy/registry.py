@@ -111,7 +111,9 @@ def effective_control(control: ControlSpec, policy: Mapping[str, Any] | str) -> 
 
     Set values always win (a user may run every policy at one cadence on purpose); the cadence's
     scrape interval applies only with its own sync period. Without a registered cadence the sync
-    period is :data:`DEFAULT_SYNC_PERIOD` and the scrape interval the sync period.
+    period is :data:`DEFAULT_SYNC_PERIOD` and the scrape interval the sync period. With only a
+    scrape interval set, a sync period it neither divides nor is a multiple of becomes the
+    scrape interval (so every policy of a comparison runs on that scrape).
     """
     if control.sync_period is not None and control.scrape_interval is not None:
         return control
@@ -122,7 +124,15 @@ def effective_control(control: ControlSpec, policy: Mapping[str, Any] | str) -> 
         sync = cadence.sync_period if cadence is not None else DEFAULT_SYNC_PERIOD
         if scrape is None and cadence is not None:
             scrape = cadence.scrape_interval
+        elif scrape is not None and not _nested(sync, scrape):
+            sync = scrape
     return control.model_copy(update={"sync_period": sync, "scrape_interval": sync if scrape is None else scrape})
+
+
+def _nested(a: float, b: float) -> bool:
+    """Whether the longer period is a whole multiple of the shorter (the simulator's tick rule)."""
+    ratio = max(a, b) / min(a, b)
+    return abs(ratio - round(ratio)) <= 1e-9
 
 
 def available_policies() -> dict[str, PolicyEntry]:
