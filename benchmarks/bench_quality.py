@@ -467,16 +467,19 @@ def load_case(trace: Trace, quick: bool) -> tuple[str, Facts, dict[str, Any]]:
     return json.dumps(data, sort_keys=True), facts, data
 
 
-def _ticks_of(data: dict[str, Any]) -> float:
-    """Ticks of one run: the control plane dominates a run's cost."""
+def _ticks_per_policy(data: dict[str, Any], policies: list[str]) -> dict[str, float]:
+    """Ticks of one run of each policy (at its own cadence): the control plane dominates a run's cost."""
     from tidal.config.loader import scenario_from_dict
     from tidal.policy import effective_control
     from tidal.workload import build_workload
 
     scenario = scenario_from_dict(data)
     duration = scenario.duration or build_workload(scenario.workload, scenario.seed).duration or 0.0
-    control = effective_control(scenario.control, scenario.policy)
-    return duration / min(control.sync, control.scrape)
+    ticks = {}
+    for policy in policies:
+        control = effective_control(scenario.control, policy)  # the oracle has no cadence: 15 s
+        ticks[policy] = duration / min(control.sync, control.scrape)
+    return ticks
 
 
 def _label(value: float, knob: Knob) -> str:
@@ -632,10 +635,10 @@ def main(argv: list[str] | None = None) -> int:
         scenario_json, facts, data = load_case(trace, args.quick)
         scenarios[trace.key] = data
         warmup = trace.quick_warmup if args.quick else trace.warmup
-        weight = _ticks_of(data)
+        weights = _ticks_per_policy(data, policies)
         for policy in policies:
             searches.append(Search(trace, policy, scenario_json, facts, warmup,
-                                   Bisection.start(KNOBS.get(policy, ORACLE_KNOB), facts, evals), weight))
+                                   Bisection.start(KNOBS.get(policy, ORACLE_KNOB), facts, evals), weights[policy]))
     print(f"quality benchmark: {len(traces)} traces x {len(policies)} policies x {evals} simulations, "
           f"{jobs} workers{' (quick)' if args.quick else ''}; load average {load0}", flush=True)
     drive(searches, jobs, args.ticks, lambda line: print(line, flush=True))
