@@ -286,3 +286,12 @@ def test_metrics_server_serves_prometheus_text_without_the_dashboard(tmp_path):
     assert policy_decisions[0] >= 2
     assert answers["healthz"] == (200, "ok")
     assert answers[""][0] == 404 and answers["api/history"][0] == 404  # no dashboard page
+
+
+def test_a_controller_built_in_code_takes_the_policys_cadence():
+    from tidal.policy import build_policy
+
+    source, actuator = object(), object()  # not used until the controller steps
+    for block, expected in (({"name": "kpa"}, 2.0), ({"name": "hpa"}, 15.0), ({"name": "static", "replicas": 2}, 15.0)):
+        controller = Controller(build_policy(block), source, actuator, min_replicas=0, max_replicas=4)
+        assert controller.sync_period == expected, block

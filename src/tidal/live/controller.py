@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tidal.config.scenario import ControlSpec
 from tidal.core.errors import TidalInputError
 from tidal.core.types import MetricsHistory, Observation, PodSample
 from tidal.live.actuators import Actuator
@@ -37,6 +38,7 @@ from tidal.live.metrics import ControllerMetrics
 from tidal.live.sources import MetricsSource, Scrape
 from tidal.live.state import SavedState, StateStore, policy_fingerprint
 from tidal.policy.base import Policy
+from tidal.policy.registry import effective_control
 
 log = logging.getLogger(__name__)
 #: One JSON line per decision (the CLI prints this logger's records as they are).
@@ -89,7 +91,7 @@ class Controller:
         *,
         min_replicas: int,
         max_replicas: int,
-        sync_period: float = 15.0,
+        sync_period: float | None = None,
         fallback: FallbackRule = FallbackRule(),
         retry_backoff: Backoff = Backoff(),
         state_store: StateStore | None = None,
@@ -101,6 +103,8 @@ class Controller:
     ) -> None:
         if not 0 <= min_replicas <= max_replicas:
             raise ValueError(f"replica bounds must satisfy 0 <= min <= max, got {min_replicas}, {max_replicas}")
+        if sync_period is None:  # the policy's upstream cadence (kpa 2 s, ray_serve 1 s), else 15 s
+            sync_period = effective_control(ControlSpec(), policy.name).sync
         if sync_period <= 0:
             raise ValueError(f"sync_period must be > 0, got {sync_period}")
         self.policy = policy

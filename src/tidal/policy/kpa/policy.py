@@ -12,7 +12,8 @@ Each :meth:`KPAPolicy.decide` plays, in upstream order:
    activator count and the PA's Active condition are updated for the next tick.
 
 Upstream runs the decider every 2 s and the reconciler on events and requeues; here both run
-once per decision, so use ``control: {sync_period: 2s, scrape_interval: 1s}`` for upstream timing.
+once per decision. The policy registers Knative's cadence (a decision every 2 s on 1 s scrapes),
+which the simulator and the live controller use unless told otherwise.
 The activator probe succeeds when the SKS is in Proxy mode (the activator then fronts the pods).
 """
 
