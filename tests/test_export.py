@@ -211,6 +211,10 @@ def test_scenario_bounds_narrow_the_policy_bounds():
     assert (spec["minReplicas"], spec["maxReplicas"]) == (3, 40)
     with pytest.raises(TidalInputError, match="do not overlap"):
         export("hpa", block_source({"name": "hpa", "minReplicas": 50, "maxReplicas": 80}, bounds=(1, 40)))
+    # An unset minReplicas is the HPA's default of 1, as the simulation ran, even where the
+    # scenario allows zero.
+    spec = export("hpa", block_source({"name": "hpa"}, bounds=(0, 40))).document["spec"]
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (1, 40)
 
 
 def test_keda_manifest_reads_back_as_the_same_scaledobject():

@@ -33,7 +33,7 @@ from tidal.export.common import (
 )
 from tidal.policy import validate_policy_block
 from tidal.policy.hpa.behavior import MAX_STABILIZATION_WINDOW_SECONDS
-from tidal.policy.hpa.config import HPAConfig
+from tidal.policy.hpa.config import DEFAULT_MIN_REPLICAS, HPAConfig
 
 API_VERSION = "autoscaling/v2"
 KIND = "HorizontalPodAutoscaler"
@@ -84,7 +84,11 @@ def _hpa_block(source: PolicySource) -> tuple[dict[str, Any], list[str]]:
                               "behavior.scaleUp/scaleDown.stabilizationWindowSeconds instead")
     _, config, _ = validate_policy_block(block, source.where)
     assert isinstance(config, HPAConfig)
-    lo, hi = intersect_bounds(config.min_replicas, config.max_replicas, source, "minReplicas", "maxReplicas")
+    policy_min = config.min_replicas
+    if policy_min is None and source.bounds is not None:
+        # The simulation ran with the HPA's own floor (Kubernetes' default), whatever the scenario allows.
+        policy_min = DEFAULT_MIN_REPLICAS
+    lo, hi = intersect_bounds(policy_min, config.max_replicas, source, "minReplicas", "maxReplicas")
     if lo is not None:
         block["minReplicas"] = lo
     if hi is not None:
