@@ -250,6 +250,13 @@ class ReplicaSpec(Spec):
         return self.min if self.initial is None else self.initial
 
 
+def periods_nest(a: float, b: float) -> bool:
+    """Whether the longer of two periods is a whole multiple of the shorter (the simulator's tick
+    is the shorter of the sync period and the scrape interval, so they must nest)."""
+    ratio = max(a, b) / min(a, b)
+    return abs(ratio - round(ratio)) <= 1e-9
+
+
 class ControlSpec(Spec):
     """When the policy decides and sees metrics. Unset periods take the policy's upstream cadence
     (``tidal.policy.effective_control``: KPA 2 s / 1 s, HPA and KEDA 15 s, others 15 s)."""

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tidal.config.errors import describe_validation_error
 from tidal.config.fields import Duration
-from tidal.config.scenario import ControlSpec
+from tidal.config.scenario import ControlSpec, periods_nest
 from tidal.core.errors import TidalInputError
 from tidal.policy.base import Policy
 from tidal.policy.behaviors import Bounded, Stabilized
@@ -124,15 +124,9 @@ def effective_control(control: ControlSpec, policy: Mapping[str, Any] | str) -> 
         sync = cadence.sync_period if cadence is not None else DEFAULT_SYNC_PERIOD
         if scrape is None and cadence is not None:
             scrape = cadence.scrape_interval
-        elif scrape is not None and not _nested(sync, scrape):
+        elif scrape is not None and not periods_nest(sync, scrape):
             sync = scrape
     return control.model_copy(update={"sync_period": sync, "scrape_interval": sync if scrape is None else scrape})
-
-
-def _nested(a: float, b: float) -> bool:
-    """Whether the longer period is a whole multiple of the shorter (the simulator's tick rule)."""
-    ratio = max(a, b) / min(a, b)
-    return abs(ratio - round(ratio)) <= 1e-9
 
 
 def available_policies() -> dict[str, PolicyEntry]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tidal.config.scenario import Scenario, ServiceSpec
+from tidal.config.scenario import Scenario, ServiceSpec, periods_nest
 from tidal.core.errors import TidalInputError
 from tidal.core.types import MetricsHistory, Observation, PodSample
 from tidal.policy import Policy, build_policy, effective_control
@@ -62,8 +62,7 @@ def _timing(scenario: Scenario) -> tuple[float, int, int]:
     sync = scenario.control.sync
     scrape = scenario.control.scrape
     tick = min(sync, scrape)
-    ratio = max(sync, scrape) / tick
-    if abs(ratio - round(ratio)) > 1e-9:
+    if not periods_nest(sync, scrape):
         raise TidalInputError(
             "control.scrape_interval",
             f"must divide or be a multiple of the sync period ({sync:g}s), got {scrape:g}s",
